@@ -1,0 +1,158 @@
+"""Typed, frozen settings for Yuntiao.
+
+Every setting is one dataclass field with a default and a help text; the environment variable is
+``YUNTIAO_`` + the upper-cased field name. Tests build ``Settings(...)`` directly. This package
+imports nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "YUNTIAO_"
+
+
+def _setting(default: Any, help: str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All run-time settings. Field order is the order the README documents them in."""
+
+    host: str = _setting("127.0.0.1", "Address the HTTP server listens on.")
+    port: int = _setting(8080, "Port the HTTP server listens on.")
+    data_dir: Path = _setting(
+        Path("data"),
+        "Directory for the SQLite database, keys, uploaded files and recordings.",
+    )
+    database_url: str = _setting(
+        "",
+        "SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@127.0.0.1/yuntiao. "
+        "Empty means SQLite at DATA_DIR/yuntiao.sqlite3.",
+        secret=True,
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis URL (redis://127.0.0.1:6379/0) shared by several server processes; empty for one process.",
+    )
+    secret_key: str = _setting(
+        "",
+        "Key for sessions and signed links. Empty: generated on first start into DATA_DIR/secret.key.",
+        secret=True,
+    )
+    field_encryption_key: str = _setting(
+        "",
+        "Base64 AES-256 key for encrypted columns (ID numbers). "
+        "Empty: generated on first start into DATA_DIR/field.key.",
+        secret=True,
+    )
+    public_url: str = _setting(
+        "",
+        "Externally visible base URL used in links sent to parties; empty means http://HOST:PORT.",
+    )
+    default_locale: str = _setting("zh_CN", "Language of pages when the user has not chosen one.")
+    timezone: str = _setting("Asia/Shanghai", "Time zone in which times are shown to people.")
+    session_max_age_s: int = _setting(8 * 3600, "Lifetime of a staff login session, in seconds.")
+    cookie_secure: str = _setting(
+        "auto",
+        "Secure flag on cookies: auto (when the request came over HTTPS), always, or never.",
+    )
+    login_max_failures: int = _setting(5, "Failed logins in a row before an account is locked.")
+    login_lockout_s: int = _setting(15 * 60, "How long a locked account stays locked, in seconds.")
+    api_token_max_age_s: int = _setting(30 * 24 * 3600, "Lifetime of an API bearer token, in seconds.")
+    max_request_bytes: int = _setting(
+        2 * 1024 * 1024, "Largest ordinary (non-upload) request body accepted, in bytes."
+    )
+    seed_demo: bool = _setting(
+        True, "Seed a demo organisation, accounts and a sample case on first start."
+    )
+    trust_proxy_headers: bool = _setting(
+        False, "Trust X-Forwarded-For / X-Forwarded-Proto (set only behind your own reverse proxy)."
+    )
+    turn_urls: str = _setting(
+        "", "Comma-separated TURN URLs (turn:host:3478) handed to browsers; empty for none."
+    )
+    stun_urls: str = _setting(
+        "", "Comma-separated STUN URLs handed to browsers; empty for none."
+    )
+    turn_secret: str = _setting(
+        "", "coturn static-auth-secret for time-limited TURN credentials.", secret=True
+    )
+
+    @property
+    def database_url_resolved(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'yuntiao.sqlite3').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``YUNTIAO_*`` variables; ``overrides`` win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_generated_secrets(self) -> Settings:
+        """Return settings whose empty secrets are read from (or first written to) DATA_DIR."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        updates: dict[str, str] = {}
+        if not self.secret_key:
+            updates["secret_key"] = _keyfile(self.data_dir / "secret.key", secrets.token_urlsafe(48))
+        if not self.field_encryption_key:
+            import base64
+
+            fresh = base64.b64encode(secrets.token_bytes(32)).decode()
+            updates["field_encryption_key"] = _keyfile(self.data_dir / "field.key", fresh)
+        return dataclasses.replace(self, **updates) if updates else self
+
+
+def _keyfile(path: Path, fresh: str) -> str:
+    """Read a key file, creating it (mode 0600, exclusively) with ``fresh`` if it does not exist."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(fresh + "\n")
+    return fresh
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if not isinstance(f.type, str) else f.type
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (bool, "bool"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}: expected true/false, got {raw!r}")
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return raw
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for each setting, for the README and ``--help``."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = "" if f.metadata.get("secret") else str(f.default)
+        rows.append((ENV_PREFIX + f.name.upper(), default, f.metadata["help"]))
+    return rows

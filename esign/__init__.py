@@ -1,0 +1,1 @@
+"""Mediation agreements: documents, signing and verification."""

@@ -1,0 +1,1 @@
+"""Evidence: uploads, storage, integrity ledger and examination (质证)."""

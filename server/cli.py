@@ -1,0 +1,214 @@
+"""The ``yuntiao`` command line: serve, db upgrade, demo, audit verify, user create.
+
+Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every sub-command has
+``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cases import accounts, demo
+from cases.actor import Actor
+from cases.audit import verify_chain
+from cases.errors import DomainError
+from cases.protect import FieldCipher
+from cases.uow import transaction
+from config import Settings, describe
+from server import db
+
+T = TypeVar("T")
+Maker = async_sessionmaker[AsyncSession]
+DEMO_FILE = "demo-accounts.txt"
+
+
+def load_settings() -> Settings:
+    return Settings.from_env().with_generated_secrets()
+
+
+def _run_db(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
+    """Run ``work(sessionmaker, *args)`` on a short-lived engine (CLI commands are one-shot)."""
+    async def runner() -> T:
+        engine = db.make_engine(settings.database_url_resolved)
+        try:
+            return await work(db.make_sessionmaker(engine), *args)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+async def _seed(maker: Maker, settings: Settings) -> list[demo.DemoLogin] | None:
+    async with transaction(maker) as session:
+        if await demo.already_seeded(session):
+            return None
+        return await demo.seed_demo(session, FieldCipher(settings.field_encryption_key))
+
+
+def ensure_demo(settings: Settings) -> None:
+    """Seed the demo data once, keep the logins in DATA_DIR/demo-accounts.txt, print them."""
+    path = settings.data_dir / DEMO_FILE
+    logins = _run_db(settings, _seed, settings)
+    if logins is not None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            for login in logins:
+                fh.write(f"{login.username}\t{login.password}\t{login.role}\t"
+                         f"{login.display_name}\n")
+    if path.exists():
+        print("Demo accounts (username / password / role):")
+        for line in path.read_text().splitlines():
+            username, password, role, name = line.split("\t")
+            print(f"  {username:<10} {password:<14} {role:<13} {name}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    settings = load_settings()
+    if args.host:
+        settings = Settings(**{**settings.__dict__, "host": args.host})
+    if args.port:
+        settings = Settings(**{**settings.__dict__, "port": args.port})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db.upgrade_sync(settings.database_url_resolved)
+    if settings.seed_demo:
+        ensure_demo(settings)
+    print(f"Yuntiao is running at http://{settings.host}:{settings.port}/  (Ctrl+C stops it)",
+          flush=True)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                access_log=None)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    db.upgrade_sync(settings.database_url_resolved, args.revision)
+    print(f"Database is at revision {args.revision}.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    db.upgrade_sync(settings.database_url_resolved)
+    ensure_demo(settings)
+    return 0
+
+
+async def _verify(maker: Maker) -> tuple[bool, str]:
+    async with maker() as session:
+        report = await verify_chain(session)
+    if report.ok:
+        return True, f"OK: audit chain intact ({report.rows} rows)"
+    return False, f"BROKEN: first bad row {report.first_bad_seq}: {report.problem}"
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    ok, message = _run_db(load_settings(), _verify)
+    print(message)
+    return 0 if ok else 1
+
+
+async def _create_user(maker: Maker, settings: Settings, args: argparse.Namespace,
+                       password: str) -> str:
+    async with transaction(maker) as session:
+        user = await accounts.create_user(
+            session, Actor.system("cli"), username=args.username, password=password,
+            display_name=args.display_name or args.username, role=args.role,
+            organisation_id=args.organisation_id, phone=args.phone,
+            categories=args.category or [],
+            cipher=FieldCipher(settings.field_encryption_key))
+        return f"Created {user.role} {user.username} (id {user.id})"
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("The two passwords differ.", file=sys.stderr)
+            return 2
+    try:
+        print(_run_db(settings, _create_user, settings, args, password))
+    except DomainError as exc:
+        print(f"Error ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings_help = "\n".join(f"  {name}  (default: {default or '—'})\n      {text}"
+                              for name, default, text in describe())
+    parser = argparse.ArgumentParser(
+        prog="yuntiao", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Yuntiao (云调) online mediation platform.",
+        epilog="Settings (environment variables):\n" + settings_help)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web server (migrates, seeds the demo once)",
+                           description="Run the web server. Applies database migrations first "
+                                       "and seeds the demo organisation once "
+                                       "(YUNTIAO_SEED_DEMO).")
+    serve.add_argument("--host", help="override YUNTIAO_HOST")
+    serve.add_argument("--port", type=int, help="override YUNTIAO_PORT")
+    serve.set_defaults(func=cmd_serve)
+
+    dbp = sub.add_parser("db", help="database schema", description="Database schema commands.")
+    dbsub = dbp.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations",
+                          description="Apply Alembic migrations up to a revision.")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    demo_p = sub.add_parser("demo", help="seed the demo data (once) and print its logins",
+                            description="Seed the demo organisation, accounts and sample case "
+                                        "if not done yet, and print the demo logins.")
+    demo_p.set_defaults(func=cmd_demo)
+
+    audit = sub.add_parser("audit", help="audit trail", description="Audit trail commands.")
+    auditsub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = auditsub.add_parser(
+        "verify", help="check the hash chain",
+        description="Recompute the audit hash chain; exit 1 and name the first bad row if a row "
+                    "was edited, deleted or inserted outside the application.")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
+    usersub = user.add_subparsers(dest="user_command", required=True)
+    create = usersub.add_parser("create", help="create a staff account",
+                                description="Create a staff account. The password is asked "
+                                            "twice, or read from stdin with --password-stdin.")
+    create.add_argument("username")
+    create.add_argument("--role", required=True,
+                        choices=["system_admin", "org_admin", "mediator", "clerk"])
+    create.add_argument("--organisation-id", type=int, help="required except for system_admin")
+    create.add_argument("--display-name", default="")
+    create.add_argument("--phone", default="")
+    create.add_argument("--category", action="append", help="a dispute category (repeatable)")
+    create.add_argument("--password-stdin", action="store_true")
+    create.set_defaults(func=cmd_user_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,3 @@
+"""Imports the models of every domain package so ``Base.metadata`` is complete (Alembic, tests)."""
+
+import cases.models  # noqa: F401

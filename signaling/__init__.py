@@ -1,0 +1,1 @@
+"""The socket.io namespace that binds ``rooms`` to the wire (WebRTC signaling)."""

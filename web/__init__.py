@@ -1,0 +1,1 @@
+"""The browser side: page views, templates, static assets and translations."""

@@ -1,0 +1,86 @@
+"""Translations (Babel/gettext). Message ids are English; Simplified Chinese is the default
+language. The current request's translations live in a context variable set by a middleware, so
+templates, API errors and domain messages all use the same ``gettext``."""
+
+from __future__ import annotations
+
+import gettext as gettext_module
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "messages"
+LOCALES = {"zh_CN": "简体中文", "en": "English"}
+
+_catalogues: dict[str, gettext_module.NullTranslations] = {}
+_current: ContextVar[gettext_module.NullTranslations] = ContextVar(
+    "yuntiao_translations", default=gettext_module.NullTranslations()
+)
+_current_locale: ContextVar[str] = ContextVar("yuntiao_locale", default="zh_CN")
+
+
+def compile_catalogues() -> None:
+    """Compile each ``.po`` to ``.mo`` when the ``.mo`` is missing or older (cheap; at start-up)."""
+    for po_path in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po"):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as fh:
+            catalog = read_po(fh)
+        tmp = mo_path.with_suffix(".mo.tmp")
+        with tmp.open("wb") as fh:
+            write_mo(fh, catalog)
+        tmp.replace(mo_path)
+
+
+def load() -> None:
+    compile_catalogues()
+    _catalogues.clear()
+    for locale in LOCALES:
+        if locale == "en":
+            _catalogues[locale] = gettext_module.NullTranslations()
+        else:
+            _catalogues[locale] = Translations.load(str(LOCALE_DIR), [locale], DOMAIN)
+
+
+def normalise_locale(value: str | None, default: str) -> str:
+    if not value:
+        return default
+    value = value.replace("-", "_")
+    if value in LOCALES:
+        return value
+    if value.lower().startswith("zh"):
+        return "zh_CN"
+    if value.lower().startswith("en"):
+        return "en"
+    return default
+
+
+def activate(locale: str) -> None:
+    if not _catalogues:
+        load()
+    _current.set(_catalogues.get(locale) or _catalogues["zh_CN"])
+    _current_locale.set(locale)
+
+
+def current_locale() -> str:
+    return _current_locale.get()
+
+
+def gettext(message: str, **params: Any) -> str:
+    text = _current.get().gettext(message)
+    return text % params if params else text
+
+
+def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
+    text = _current.get().ngettext(singular, plural, n)
+    params.setdefault("num", n)
+    return text % params
+
+
+_ = gettext
