@@ -55,7 +55,7 @@ def require(allowed: bool) -> None:
         raise Forbidden(N_("You do not have access to this."))
 
 
-def visible_cases(query: Select[tuple[Case]], user: User) -> Select[tuple[Case]]:
+def visible_cases(query: Select[Case], user: User) -> Select[Case]:
     """Restrict a case query to what ``user`` may see (the same rule as ``can_view_case``)."""
     if is_system_admin(user):
         return query

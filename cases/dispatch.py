@@ -152,7 +152,7 @@ async def mediator_loads(session: AsyncSession, organisation_id: int) -> dict[in
                Case.mediator_id.is_not(None))
         .group_by(Case.mediator_id)
     )
-    return {int(mid): int(n) for mid, n in rows.all()}
+    return {int(mid): int(n) for mid, n in rows.all() if mid is not None}
 
 
 async def recused_mediators(session: AsyncSession, case_id: int) -> set[int]:

@@ -7,6 +7,7 @@ imports nothing else of ours.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import secrets
@@ -37,10 +38,6 @@ class Settings:
         "SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@127.0.0.1/yuntiao. "
         "Empty means SQLite at DATA_DIR/yuntiao.sqlite3.",
         secret=True,
-    )
-    redis_url: str = _setting(
-        "",
-        "Redis URL (redis://127.0.0.1:6379/0) shared by several server processes; empty for one process.",
     )
     secret_key: str = _setting(
         "",
@@ -76,15 +73,6 @@ class Settings:
     trust_proxy_headers: bool = _setting(
         False, "Trust X-Forwarded-For / X-Forwarded-Proto (set only behind your own reverse proxy)."
     )
-    turn_urls: str = _setting(
-        "", "Comma-separated TURN URLs (turn:host:3478) handed to browsers; empty for none."
-    )
-    stun_urls: str = _setting(
-        "", "Comma-separated STUN URLs handed to browsers; empty for none."
-    )
-    turn_secret: str = _setting(
-        "", "coturn static-auth-secret for time-limited TURN credentials.", secret=True
-    )
 
     @property
     def database_url_resolved(self) -> str:
@@ -111,15 +99,13 @@ class Settings:
     def with_generated_secrets(self) -> Settings:
         """Return settings whose empty secrets are read from (or first written to) DATA_DIR."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        updates: dict[str, str] = {}
-        if not self.secret_key:
-            updates["secret_key"] = _keyfile(self.data_dir / "secret.key", secrets.token_urlsafe(48))
-        if not self.field_encryption_key:
-            import base64
-
-            fresh = base64.b64encode(secrets.token_bytes(32)).decode()
-            updates["field_encryption_key"] = _keyfile(self.data_dir / "field.key", fresh)
-        return dataclasses.replace(self, **updates) if updates else self
+        secret = self.secret_key or _keyfile(
+            self.data_dir / "secret.key", secrets.token_urlsafe(48)
+        )
+        field_key = self.field_encryption_key or _keyfile(
+            self.data_dir / "field.key", base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+        return dataclasses.replace(self, secret_key=secret, field_encryption_key=field_key)
 
 
 def _keyfile(path: Path, fresh: str) -> str:

@@ -7,6 +7,7 @@ Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import getpass
 import logging
@@ -77,10 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     settings = load_settings()
-    if args.host:
-        settings = Settings(**{**settings.__dict__, "host": args.host})
-    if args.port:
-        settings = Settings(**{**settings.__dict__, "port": args.port})
+    settings = dataclasses.replace(
+        settings, host=args.host or settings.host, port=args.port or settings.port
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db.upgrade_sync(settings.database_url_resolved)
     if settings.seed_demo:

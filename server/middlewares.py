@@ -1,4 +1,4 @@
-"""Middlewares, outermost first: errors → security headers → locale → authentication → CSRF.
+"""Middlewares, outermost first: security headers → errors → locale → authentication → CSRF.
 
 Errors: the API always answers ``{"error": {"code", "message"}}``; people get a readable page.
 Nothing ever shows a stack trace; unexpected exceptions are logged with a reference number.
@@ -230,8 +230,9 @@ async def pre_csrf_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 MIDDLEWARES = [
-    error_middleware,
+    # Outermost, so error pages carry the same headers as every other page.
     security_headers_middleware,
+    error_middleware,
     locale_middleware,
     auth_middleware,
     pre_csrf_middleware,

@@ -26,9 +26,9 @@ SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 CIPHER = web.AppKey("cipher", FieldCipher)
 
 # Per-request values set by the server's middlewares.
-USER = web.RequestKey("user", User | None)
-WEB_SESSION = web.RequestKey("web_session", WebSession | None)
-AUTH_KIND = web.RequestKey("auth_kind", str | None)  # "session" | "bearer" | None
+USER: web.RequestKey[User | None] = web.RequestKey("user")
+WEB_SESSION: web.RequestKey[WebSession | None] = web.RequestKey("web_session")
+AUTH_KIND: web.RequestKey[str | None] = web.RequestKey("auth_kind")  # "session" | "bearer" | None
 LOCALE = web.RequestKey("locale", str)
 CSP_NONCE = web.RequestKey("csp_nonce", str)
 PRE_CSRF = web.RequestKey("pre_csrf", str)  # value for the pre-login CSRF cookie

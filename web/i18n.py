@@ -18,9 +18,10 @@ DOMAIN = "messages"
 LOCALES = {"zh_CN": "简体中文", "en": "English"}
 
 _catalogues: dict[str, gettext_module.NullTranslations] = {}
-_current: ContextVar[gettext_module.NullTranslations] = ContextVar(
-    "yuntiao_translations", default=gettext_module.NullTranslations()
+_current: ContextVar[gettext_module.NullTranslations | None] = ContextVar(
+    "yuntiao_translations", default=None
 )
+_UNTRANSLATED = gettext_module.NullTranslations()
 _current_locale: ContextVar[str] = ContextVar("yuntiao_locale", default="zh_CN")
 
 
@@ -73,12 +74,12 @@ def current_locale() -> str:
 
 
 def gettext(message: str, **params: Any) -> str:
-    text = _current.get().gettext(message)
+    text = (_current.get() or _UNTRANSLATED).gettext(message)
     return text % params if params else text
 
 
 def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
-    text = _current.get().ngettext(singular, plural, n)
+    text = (_current.get() or _UNTRANSLATED).ngettext(singular, plural, n)
     params.setdefault("num", n)
     return text % params
 
