@@ -31,7 +31,7 @@ class AuditAction(StrEnum):
     LOGIN_FAILED = "login.failed"
     LOGIN_LOCKED = "login.locked"
     LOGOUT = "logout"
-    API_TOKEN_ISSUED = "api_token.issued"
+    API_TOKEN_ISSUED = "api_token.issued"  # noqa: S105 (an event name, not a secret)
     USER_CREATED = "user.created"
     ORGANISATION_CREATED = "organisation.created"
     ORGANISATION_UPDATED = "organisation.updated"
@@ -48,6 +48,20 @@ class AuditAction(StrEnum):
     DISPATCH_RULE_REMOVED = "dispatch_rule.removed"
     RELATIONSHIP_DECLARED = "mediator.relationship_declared"
     DEMO_SEEDED = "demo.seeded"
+    HEARING_SCHEDULED = "hearing.scheduled"
+    HEARING_OPENED = "hearing.opened"
+    HEARING_ENDED = "hearing.ended"
+    INVITATION_REVOKED = "hearing.invitation_revoked"
+    PARTICIPANT_JOINED = "hearing.participant_joined"
+    PARTICIPANT_ADMITTED = "hearing.participant_admitted"
+    PARTICIPANT_DENIED = "hearing.participant_denied"
+    PARTICIPANT_REMOVED = "hearing.participant_removed"
+    PARTICIPANT_LEFT = "hearing.participant_left"
+    RIGHTS_ACKNOWLEDGED = "hearing.rights_acknowledged"
+    RECORDING_CONSENT = "hearing.recording_consent"
+    CAUCUS_STARTED = "hearing.caucus_started"
+    CAUCUS_MOVED = "hearing.caucus_moved"
+    CAUCUS_ENDED = "hearing.caucus_ended"
 
 
 def canonical_json(value: Any) -> str:

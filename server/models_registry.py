@@ -1,3 +1,4 @@
 """Imports the models of every domain package so ``Base.metadata`` is complete (Alembic, tests)."""
 
 import cases.models  # noqa: F401
+import rooms.models  # noqa: F401
