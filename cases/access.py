@@ -39,9 +39,7 @@ def can_manage_case(user: User, case: Case) -> bool:
 
 def can_progress_case(user: User, case: Case) -> bool:
     """Move the case through its lifecycle: the assigned mediator or a manager of the case."""
-    return can_manage_case(user, case) or (
-        user.role == "mediator" and case.mediator_id == user.id
-    )
+    return can_manage_case(user, case) or (user.role == "mediator" and case.mediator_id == user.id)
 
 
 def can_reveal_id_numbers(user: User, case: Case) -> bool:

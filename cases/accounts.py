@@ -38,7 +38,8 @@ def token_digest(token: str) -> str:
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid(
-            N_("A password needs at least %(n)d characters."), code="weak_password",
+            N_("A password needs at least %(n)d characters."),
+            code="weak_password",
             n=MIN_PASSWORD_LENGTH,
         )
 
@@ -67,19 +68,24 @@ async def create_user(
         raise Invalid(N_("Unknown role: %(role)s"), code="invalid_role", role=role)
     if role != "system_admin":
         if organisation_id is None or await session.get(Organisation, organisation_id) is None:
-            raise Invalid(N_("Choose the organisation this account belongs to."),
-                          code="organisation_required")
+            raise Invalid(
+                N_("Choose the organisation this account belongs to."), code="organisation_required"
+            )
     else:
         organisation_id = None
     unknown = set(categories or []) - set(DISPUTE_CATEGORIES)
     if unknown:
-        raise Invalid(N_("Unknown dispute category: %(category)s"), code="invalid_category",
-                      category=sorted(unknown)[0])
+        raise Invalid(
+            N_("Unknown dispute category: %(category)s"),
+            code="invalid_category",
+            category=sorted(unknown)[0],
+        )
     check_password_strength(password)
     exists = await session.scalar(select(User.id).where(User.username == username))
     if exists:
-        raise Conflict(N_("The username %(username)s is taken."), code="username_taken",
-                       username=username)
+        raise Conflict(
+            N_("The username %(username)s is taken."), code="username_taken", username=username
+        )
     user = User(
         username=username,
         display_name=display_name.strip() or username,
@@ -95,8 +101,15 @@ async def create_user(
         user.id_number_index = cipher.index(number)
     session.add(user)
     await session.flush()
-    await record(session, actor, AuditAction.USER_CREATED, object_type="user", object_id=user.id,
-                 organisation_id=organisation_id, details={"username": username, "role": role})
+    await record(
+        session,
+        actor,
+        AuditAction.USER_CREATED,
+        object_type="user",
+        object_id=user.id,
+        organisation_id=organisation_id,
+        details={"username": username, "role": role},
+    )
     return user
 
 
@@ -118,45 +131,80 @@ async def authenticate(
     now = utcnow()
     if user is None or not user.active:
         _verify(_DUMMY_HASH, password)
-        await record(session, actor, AuditAction.LOGIN_FAILED, object_type="user",
-                     details={"username": username[:80], "reason": "unknown_user"})
+        await record(
+            session,
+            actor,
+            AuditAction.LOGIN_FAILED,
+            object_type="user",
+            details={"username": username[:80], "reason": "unknown_user"},
+        )
         raise AuthenticationFailed(N_("Wrong username or password."))
     if user.locked_until is not None and user.locked_until > now:
-        await record(session, actor, AuditAction.LOGIN_FAILED, object_type="user",
-                     object_id=user.id, organisation_id=user.organisation_id,
-                     details={"username": user.username, "reason": "locked"})
+        await record(
+            session,
+            actor,
+            AuditAction.LOGIN_FAILED,
+            object_type="user",
+            object_id=user.id,
+            organisation_id=user.organisation_id,
+            details={"username": user.username, "reason": "locked"},
+        )
         raise AuthenticationFailed(
-            N_("Too many wrong passwords: this account is locked until %(until)s. "
-               "Wait, or ask an administrator to unlock it."),
-            code="account_locked", until=user.locked_until,
+            N_(
+                "Too many wrong passwords: this account is locked until %(until)s. "
+                "Wait, or ask an administrator to unlock it."
+            ),
+            code="account_locked",
+            until=user.locked_until,
         )
     if not _verify(user.password_hash, password):
         failures = user.failed_logins + 1
         locked_until = now + lockout if failures >= max_failures else None
         await session.execute(
-            update(User).where(User.id == user.id)
+            update(User)
+            .where(User.id == user.id)
             .values(failed_logins=failures, locked_until=locked_until)
         )
-        await record(session, actor, AuditAction.LOGIN_FAILED, object_type="user",
-                     object_id=user.id, organisation_id=user.organisation_id,
-                     details={"username": user.username, "reason": "wrong_password",
-                              "failures": failures})
+        await record(
+            session,
+            actor,
+            AuditAction.LOGIN_FAILED,
+            object_type="user",
+            object_id=user.id,
+            organisation_id=user.organisation_id,
+            details={"username": user.username, "reason": "wrong_password", "failures": failures},
+        )
         if locked_until is not None:
-            await record(session, actor, AuditAction.LOGIN_LOCKED, object_type="user",
-                         object_id=user.id, organisation_id=user.organisation_id,
-                         details={"until": locked_until.isoformat()})
+            await record(
+                session,
+                actor,
+                AuditAction.LOGIN_LOCKED,
+                object_type="user",
+                object_id=user.id,
+                organisation_id=user.organisation_id,
+                details={"until": locked_until.isoformat()},
+            )
             raise AuthenticationFailed(
-                N_("Too many wrong passwords: this account is locked until %(until)s. "
-                   "Wait, or ask an administrator to unlock it."),
-                code="account_locked", until=locked_until,
+                N_(
+                    "Too many wrong passwords: this account is locked until %(until)s. "
+                    "Wait, or ask an administrator to unlock it."
+                ),
+                code="account_locked",
+                until=locked_until,
             )
         raise AuthenticationFailed(N_("Wrong username or password."))
     user.failed_logins = 0
     user.locked_until = None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    await record(session, actor, AuditAction.LOGIN_SUCCEEDED, object_type="user",
-                 object_id=user.id, organisation_id=user.organisation_id)
+    await record(
+        session,
+        actor,
+        AuditAction.LOGIN_SUCCEEDED,
+        object_type="user",
+        object_id=user.id,
+        organisation_id=user.organisation_id,
+    )
     return user
 
 
@@ -180,8 +228,16 @@ async def open_session(
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     expires = utcnow() + max_age
-    session.add(WebSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,
-                           expires_at=expires, ip=ip[:64], user_agent=user_agent[:300]))
+    session.add(
+        WebSession(
+            token_hash=token_digest(token),
+            user_id=user.id,
+            csrf_token=csrf,
+            expires_at=expires,
+            ip=ip[:64],
+            user_agent=user_agent[:300],
+        )
+    )
     # Sweep this user's expired sessions while we are here.
     await session.execute(
         delete(WebSession).where(WebSession.user_id == user.id, WebSession.expires_at < utcnow())
@@ -203,8 +259,7 @@ async def close_session(session: AsyncSession, actor: Actor, token: str) -> None
     row = await session.get(WebSession, token_digest(token))
     if row is not None:
         await session.delete(row)
-        await record(session, actor, AuditAction.LOGOUT, object_type="user",
-                     object_id=row.user_id)
+        await record(session, actor, AuditAction.LOGOUT, object_type="user", object_id=row.user_id)
 
 
 async def issue_api_token(
@@ -212,13 +267,23 @@ async def issue_api_token(
 ) -> tuple[str, ApiToken]:
     """Create a bearer token for ``user``; the plain token is returned once and never stored."""
     token = "yt_" + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, token_hash=token_digest(token), name=name[:100],
-                   expires_at=utcnow() + max_age)
+    row = ApiToken(
+        user_id=user.id,
+        token_hash=token_digest(token),
+        name=name[:100],
+        expires_at=utcnow() + max_age,
+    )
     session.add(row)
     await session.flush()
-    await record(session, actor, AuditAction.API_TOKEN_ISSUED, object_type="user",
-                 object_id=user.id, organisation_id=user.organisation_id,
-                 details={"token_id": row.id, "name": name[:100]})
+    await record(
+        session,
+        actor,
+        AuditAction.API_TOKEN_ISSUED,
+        object_type="user",
+        object_id=user.id,
+        organisation_id=user.organisation_id,
+        details={"token_id": row.id, "name": name[:100]},
+    )
     return token, row
 
 

@@ -161,7 +161,10 @@ async def verify_chain(session: AsyncSession, batch: int = 5000) -> ChainReport:
     last_seq = 0
     while True:
         result = await session.execute(
-            select(AuditEntry).where(AuditEntry.seq > last_seq).order_by(AuditEntry.seq).limit(batch)
+            select(AuditEntry)
+            .where(AuditEntry.seq > last_seq)
+            .order_by(AuditEntry.seq)
+            .limit(batch)
         )
         entries = result.scalars().all()
         if not entries:
@@ -169,7 +172,10 @@ async def verify_chain(session: AsyncSession, batch: int = 5000) -> ChainReport:
         for entry in entries:
             if entry.seq != expected_seq:
                 return ChainReport(
-                    False, rows, expected_seq, f"row {expected_seq} is missing (next is {entry.seq})"
+                    False,
+                    rows,
+                    expected_seq,
+                    f"row {expected_seq} is missing (next is {entry.seq})",
                 )
             if entry.prev_hash != expected_prev:
                 return ChainReport(

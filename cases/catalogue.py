@@ -6,10 +6,30 @@ with Simplified Chinese as the default language.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 
 def N_(message: str) -> str:
     """Mark a string for extraction by Babel without translating it here."""
     return message
+
+
+class Msg(str):
+    """A message id used as a parameter of another message: the edge translates it too
+    (e.g. a status label inside "cannot move from … to …")."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A message id with its own parameters, used as a parameter of another message or kept
+    for later display (e.g. why a mediator is barred); translated at the edge."""
+
+    message: str
+    params: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.message % self.params if self.params else self.message
 
 
 ORGANISATION_KINDS: dict[str, str] = {

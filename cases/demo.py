@@ -30,25 +30,43 @@ class DemoLogin:
 
 
 async def already_seeded(session: AsyncSession) -> bool:
-    return bool(await session.scalar(
-        select(AuditEntry.seq).where(AuditEntry.action == str(AuditAction.DEMO_SEEDED)).limit(1)
-    ))
+    return bool(
+        await session.scalar(
+            select(AuditEntry.seq).where(AuditEntry.action == str(AuditAction.DEMO_SEEDED)).limit(1)
+        )
+    )
 
 
 async def seed_demo(session: AsyncSession, cipher: FieldCipher) -> list[DemoLogin]:
     """Create the demo organisation, accounts and sample case; the caller commits."""
     actor = Actor.system("demo-seed")
     yichang = await do_create_organisation(
-        session, actor, name="宜昌市伍家岗区联合人民调解委员会", short_name="伍联",
+        session,
+        actor,
+        name="宜昌市伍家岗区联合人民调解委员会",
+        short_name="伍联",
         kind="peoples_committee",
-        categories=["intellectual_property", "contract", "property_management", "neighbourhood",
-                    "family", "labour", "consumer"],
-        address="湖北省宜昌市伍家岗区综治中心三楼", phone="0717-6000000",
+        categories=[
+            "intellectual_property",
+            "contract",
+            "property_management",
+            "neighbourhood",
+            "family",
+            "labour",
+            "consumer",
+        ],
+        address="湖北省宜昌市伍家岗区综治中心三楼",
+        phone="0717-6000000",
     )
     yingkou = await do_create_organisation(
-        session, actor, name="营口片区人民调解委员会", short_name="营自贸",
-        kind="peoples_committee", categories=["small_finance", "labour", "commercial"],
-        address="辽宁省营口市自贸试验区", phone="0417-6000000",
+        session,
+        actor,
+        name="营口片区人民调解委员会",
+        short_name="营自贸",
+        kind="peoples_committee",
+        categories=["small_finance", "labour", "commercial"],
+        address="辽宁省营口市自贸试验区",
+        phone="0417-6000000",
     )
     await do_add_rule(session, actor, "intellectual_property", yichang.id, priority=10)
     await do_add_rule(session, actor, "small_finance", yingkou.id, priority=10)
@@ -56,10 +74,20 @@ async def seed_demo(session: AsyncSession, cipher: FieldCipher) -> list[DemoLogi
     specs = [
         ("sysadmin", "system_admin", "平台管理员", None, []),
         ("admin", "org_admin", "王主任", yichang.id, []),
-        ("mediator", "mediator", "李静", yichang.id,
-         ["intellectual_property", "contract", "commercial"]),
-        ("mediator2", "mediator", "张建国", yichang.id, ["property_management", "neighbourhood",
-                                                         "family"]),
+        (
+            "mediator",
+            "mediator",
+            "李静",
+            yichang.id,
+            ["intellectual_property", "contract", "commercial"],
+        ),
+        (
+            "mediator2",
+            "mediator",
+            "张建国",
+            yichang.id,
+            ["property_management", "neighbourhood", "family"],
+        ),
         ("clerk", "clerk", "陈书记员", yichang.id, []),
     ]
     logins: list[DemoLogin] = []
@@ -67,13 +95,22 @@ async def seed_demo(session: AsyncSession, cipher: FieldCipher) -> list[DemoLogi
     for username, role, name, org_id, categories in specs:
         password = secrets.token_urlsafe(9)
         users[username] = await create_user(
-            session, actor, username=username, password=password, display_name=name, role=role,
-            organisation_id=org_id, categories=categories,
+            session,
+            actor,
+            username=username,
+            password=password,
+            display_name=name,
+            role=role,
+            organisation_id=org_id,
+            categories=categories,
         )
         logins.append(DemoLogin(username, password, role, name))
 
     case = await do_create_case(
-        session, actor, cipher, yichang.id,
+        session,
+        actor,
+        cipher,
+        yichang.id,
         CaseInput(
             channel="court_referral",
             referred_by="宜昌市中级人民法院",
@@ -87,20 +124,45 @@ async def seed_demo(session: AsyncSession, cipher: FieldCipher) -> list[DemoLogi
             ),
             claim_amount=Decimal("300000.00"),
             parties=[
-                PartyInput(role="applicant", kind="organisation", name="宜昌某家居用品有限公司",
-                           phone="13800000001", address="湖北省宜昌市伍家岗区"),
-                PartyInput(role="respondent", kind="organisation", name="义乌某电子商务有限公司",
-                           phone="13800000002", address="浙江省义乌市"),
-                PartyInput(role="respondent", kind="person", name="刘某",
-                           phone="13800000003", id_number="440106199001011235",
-                           address="广东省广州市天河区"),
-                PartyInput(role="agent", name="赵律师", phone="13800000004",
-                           address="湖北某律师事务所", represents_index=0),
+                PartyInput(
+                    role="applicant",
+                    kind="organisation",
+                    name="宜昌某家居用品有限公司",
+                    phone="13800000001",
+                    address="湖北省宜昌市伍家岗区",
+                ),
+                PartyInput(
+                    role="respondent",
+                    kind="organisation",
+                    name="义乌某电子商务有限公司",
+                    phone="13800000002",
+                    address="浙江省义乌市",
+                ),
+                PartyInput(
+                    role="respondent",
+                    kind="person",
+                    name="刘某",
+                    phone="13800000003",
+                    id_number="440106199001011235",
+                    address="广东省广州市天河区",
+                ),
+                PartyInput(
+                    role="agent",
+                    name="赵律师",
+                    phone="13800000004",
+                    address="湖北某律师事务所",
+                    represents_index=0,
+                ),
             ],
         ),
     )
-    await do_assign_mediator(session, actor, cipher, case, users["mediator"].id,
-                             note="demo seed")
-    await record(session, actor, AuditAction.DEMO_SEEDED, object_type="organisation",
-                 object_id=yichang.id, organisation_id=yichang.id)
+    await do_assign_mediator(session, actor, cipher, case, users["mediator"].id, note="demo seed")
+    await record(
+        session,
+        actor,
+        AuditAction.DEMO_SEEDED,
+        object_type="organisation",
+        object_id=yichang.id,
+        organisation_id=yichang.id,
+    )
     return logins

@@ -49,39 +49,54 @@ class CaseInput:
 
 def check_case_input(data: CaseInput) -> None:
     if data.channel not in INTAKE_CHANNELS:
-        raise Invalid(N_("Unknown intake channel: %(channel)s"), code="invalid_channel",
-                      channel=data.channel)
+        raise Invalid(
+            N_("Unknown intake channel: %(channel)s"), code="invalid_channel", channel=data.channel
+        )
     if data.category not in DISPUTE_CATEGORIES:
-        raise Invalid(N_("Unknown dispute category: %(category)s"), code="invalid_category",
-                      category=data.category)
+        raise Invalid(
+            N_("Unknown dispute category: %(category)s"),
+            code="invalid_category",
+            category=data.category,
+        )
     if not data.title.strip():
         raise Invalid(N_("Please give the case a short title."), code="title_required")
     if data.channel in ("court_referral", "department_assignment") and not data.referred_by.strip():
-        raise Invalid(N_("Name the court or department that referred this case."),
-                      code="referrer_required")
+        raise Invalid(
+            N_("Name the court or department that referred this case."), code="referrer_required"
+        )
     if data.claim_amount is not None and data.claim_amount < 0:
         raise Invalid(N_("The claim amount cannot be negative."), code="invalid_amount")
     roles = [p.role for p in data.parties]
     if "applicant" not in roles or "respondent" not in roles:
-        raise Invalid(N_("A case needs at least one applicant and one respondent."),
-                      code="parties_required")
+        raise Invalid(
+            N_("A case needs at least one applicant and one respondent."), code="parties_required"
+        )
     for index, party in enumerate(data.parties):
         check_party_input(party)
         if party.role == "agent":
             target = party.represents_index
-            if target is None or not (0 <= target < len(data.parties)) or target == index \
-                    or data.parties[target].role == "agent":
-                raise Invalid(N_("Say which party the agent %(name)s represents."),
-                              code="agent_without_principal", name=party.name)
+            if (
+                target is None
+                or not (0 <= target < len(data.parties))
+                or target == index
+                or data.parties[target].role == "agent"
+            ):
+                raise Invalid(
+                    N_("Say which party the agent %(name)s represents."),
+                    code="agent_without_principal",
+                    name=party.name,
+                )
 
 
 def check_party_input(party: PartyInput) -> None:
     if party.role not in PARTY_ROLES:
-        raise Invalid(N_("Unknown party role: %(role)s"), code="invalid_party_role",
-                      role=party.role)
+        raise Invalid(
+            N_("Unknown party role: %(role)s"), code="invalid_party_role", role=party.role
+        )
     if party.kind not in PARTY_KINDS:
-        raise Invalid(N_("Unknown party kind: %(kind)s"), code="invalid_party_kind",
-                      kind=party.kind)
+        raise Invalid(
+            N_("Unknown party kind: %(kind)s"), code="invalid_party_kind", kind=party.kind
+        )
     if not party.name.strip():
         raise Invalid(N_("Every party needs a name."), code="party_name_required")
     if party.id_number and party.kind == "person":
@@ -109,13 +124,19 @@ def format_case_number(organisation: Organisation, year: int, seq: int) -> str:
 
 
 def build_party(cipher: FieldCipher, data: PartyInput, case_id: int | None = None) -> Party:
-    party = Party(role=data.role, kind=data.kind, name=data.name.strip(),
-                  phone=data.phone.strip(), address=data.address.strip())
+    party = Party(
+        role=data.role,
+        kind=data.kind,
+        name=data.name.strip(),
+        phone=data.phone.strip(),
+        address=data.address.strip(),
+    )
     if case_id is not None:
         party.case_id = case_id
     if data.id_number.strip():
-        number = normalise_id_number(data.id_number) if data.kind == "person" \
-            else data.id_number.strip()
+        number = (
+            normalise_id_number(data.id_number) if data.kind == "person" else data.id_number.strip()
+        )
         party.id_number_enc = cipher.encrypt(number)
         party.id_number_index = cipher.index(number)
         party.id_number_masked = mask_id_number(number)
@@ -160,31 +181,56 @@ async def do_create_case(
     for party, spec in zip(parties, data.parties, strict=True):
         if spec.represents_index is not None and spec.role == "agent":
             party.represents_id = parties[spec.represents_index].id
-    await record(session, actor, AuditAction.CASE_CREATED, object_type="case", object_id=case.id,
-                 case_id=case.id, organisation_id=organisation.id,
-                 details={"number": case.number, "channel": data.channel,
-                          "category": data.category, "parties": len(parties)})
+    await record(
+        session,
+        actor,
+        AuditAction.CASE_CREATED,
+        object_type="case",
+        object_id=case.id,
+        case_id=case.id,
+        organisation_id=organisation.id,
+        details={
+            "number": case.number,
+            "channel": data.channel,
+            "category": data.category,
+            "parties": len(parties),
+        },
+    )
     await session.refresh(case, ["parties"])
     return case
 
 
 async def do_add_party(
-    session: AsyncSession, actor: Actor, cipher: FieldCipher, case: Case, data: PartyInput,
+    session: AsyncSession,
+    actor: Actor,
+    cipher: FieldCipher,
+    case: Case,
+    data: PartyInput,
     represents_id: int | None = None,
 ) -> Party:
     check_party_input(data)
     if data.role == "agent":
         principal = await session.get(Party, represents_id) if represents_id else None
         if principal is None or principal.case_id != case.id or principal.role == "agent":
-            raise Invalid(N_("Say which party the agent %(name)s represents."),
-                          code="agent_without_principal", name=data.name)
+            raise Invalid(
+                N_("Say which party the agent %(name)s represents."),
+                code="agent_without_principal",
+                name=data.name,
+            )
     party = build_party(cipher, data, case.id)
     party.represents_id = represents_id if data.role == "agent" else None
     session.add(party)
     await session.flush()
-    await record(session, actor, AuditAction.PARTY_ADDED, object_type="party", object_id=party.id,
-                 case_id=case.id, organisation_id=case.organisation_id,
-                 details={"role": party.role, "name": party.name})
+    await record(
+        session,
+        actor,
+        AuditAction.PARTY_ADDED,
+        object_type="party",
+        object_id=party.id,
+        case_id=case.id,
+        organisation_id=case.organisation_id,
+        details={"role": party.role, "name": party.name},
+    )
     await session.refresh(case, ["parties"])
     return party
 
@@ -195,8 +241,15 @@ async def do_reveal_id_number(
     """Decrypt a party's ID number for an authorised viewer; the reading is audited."""
     if not party.id_number_enc:
         raise NotFound(N_("No ID number is on file for this party."))
-    await record(session, actor, AuditAction.ID_NUMBER_REVEALED, object_type="party",
-                 object_id=party.id, case_id=case.id, organisation_id=case.organisation_id)
+    await record(
+        session,
+        actor,
+        AuditAction.ID_NUMBER_REVEALED,
+        object_type="party",
+        object_id=party.id,
+        case_id=case.id,
+        organisation_id=case.organisation_id,
+    )
     return cipher.decrypt(party.id_number_enc)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.actor import Actor
 from cases.audit import AuditAction, record
-from cases.catalogue import N_
+from cases.catalogue import N_, Msg
 from cases.errors import Conflict, Invalid
 from cases.models import Case, utcnow
 
@@ -72,8 +72,8 @@ def check_transition(case: Case, target: str, reason: str) -> None:
         raise Conflict(
             N_("A case that is “%(current)s” cannot move to “%(target)s”."),
             code="illegal_transition",
-            current=case.status,
-            target=target,
+            current=Msg(STATUS_LABELS.get(case.status, case.status)),
+            target=Msg(STATUS_LABELS[target]),
         )
     if target in REASON_REQUIRED and not reason.strip():
         raise Invalid(N_("Please give a reason for this step."), code="reason_required")

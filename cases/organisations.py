@@ -16,31 +16,54 @@ def check_organisation_fields(name: str, short_name: str, kind: str, categories:
     if not name.strip():
         raise Invalid(N_("The organisation needs a name."), code="name_required")
     if not short_name.strip() or len(short_name.strip()) > 20:
-        raise Invalid(N_("The short name (used in case numbers) has 1–20 characters."),
-                      code="invalid_short_name")
+        raise Invalid(
+            N_("The short name (used in case numbers) has 1–20 characters."),
+            code="invalid_short_name",
+        )
     if kind not in ORGANISATION_KINDS:
         raise Invalid(N_("Unknown organisation kind: %(kind)s"), code="invalid_kind", kind=kind)
     unknown = set(categories) - set(DISPUTE_CATEGORIES)
     if unknown:
-        raise Invalid(N_("Unknown dispute category: %(category)s"), code="invalid_category",
-                      category=sorted(unknown)[0])
+        raise Invalid(
+            N_("Unknown dispute category: %(category)s"),
+            code="invalid_category",
+            category=sorted(unknown)[0],
+        )
 
 
 async def do_create_organisation(
-    session: AsyncSession, actor: Actor, *, name: str, short_name: str, kind: str,
-    categories: list[str], address: str = "", phone: str = "",
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    name: str,
+    short_name: str,
+    kind: str,
+    categories: list[str],
+    address: str = "",
+    phone: str = "",
 ) -> Organisation:
     check_organisation_fields(name, short_name, kind, categories)
     if await session.scalar(select(Organisation.id).where(Organisation.name == name.strip())):
         raise Conflict(N_("An organisation with this name exists already."), code="name_taken")
-    org = Organisation(name=name.strip(), short_name=short_name.strip(), kind=kind,
-                       categories=sorted(set(categories)), address=address.strip(),
-                       phone=phone.strip())
+    org = Organisation(
+        name=name.strip(),
+        short_name=short_name.strip(),
+        kind=kind,
+        categories=sorted(set(categories)),
+        address=address.strip(),
+        phone=phone.strip(),
+    )
     session.add(org)
     await session.flush()
-    await record(session, actor, AuditAction.ORGANISATION_CREATED, object_type="organisation",
-                 object_id=org.id, organisation_id=org.id,
-                 details={"name": org.name, "kind": kind, "categories": org.categories})
+    await record(
+        session,
+        actor,
+        AuditAction.ORGANISATION_CREATED,
+        object_type="organisation",
+        object_id=org.id,
+        organisation_id=org.id,
+        details={"name": org.name, "kind": kind, "categories": org.categories},
+    )
     return org
 
 
@@ -51,9 +74,15 @@ async def do_update_categories(
     before = list(org.categories or [])
     org.categories = sorted(set(categories))
     await session.flush()
-    await record(session, actor, AuditAction.ORGANISATION_UPDATED, object_type="organisation",
-                 object_id=org.id, organisation_id=org.id,
-                 details={"categories_before": before, "categories": org.categories})
+    await record(
+        session,
+        actor,
+        AuditAction.ORGANISATION_UPDATED,
+        object_type="organisation",
+        object_id=org.id,
+        organisation_id=org.id,
+        details={"categories_before": before, "categories": org.categories},
+    )
     return org
 
 

@@ -23,12 +23,16 @@ def normalise_id_number(raw: str) -> str:
     """Validate a PRC resident ID number (GB 11643 check digit) and return it upper-cased."""
     value = raw.strip().upper().replace(" ", "")
     if not _ID_RE.match(value):
-        raise Invalid(N_("An ID card number has 18 characters: 17 digits and a digit or X."),
-                      code="invalid_id_number")
+        raise Invalid(
+            N_("An ID card number has 18 characters: 17 digits and a digit or X."),
+            code="invalid_id_number",
+        )
     total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
     if _ID_CHECK[total % 11] != value[17]:
-        raise Invalid(N_("This ID card number's check digit is wrong; please check it."),
-                      code="invalid_id_number")
+        raise Invalid(
+            N_("This ID card number's check digit is wrong; please check it."),
+            code="invalid_id_number",
+        )
     return value
 
 
@@ -55,7 +59,9 @@ class FieldCipher:
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, plaintext.encode(), None)).decode()
+        return base64.b64encode(
+            nonce + self._aead.encrypt(nonce, plaintext.encode(), None)
+        ).decode()
 
     def decrypt(self, token: str) -> str:
         raw = base64.b64decode(token)

@@ -63,7 +63,9 @@ class Settings:
     )
     login_max_failures: int = _setting(5, "Failed logins in a row before an account is locked.")
     login_lockout_s: int = _setting(15 * 60, "How long a locked account stays locked, in seconds.")
-    api_token_max_age_s: int = _setting(30 * 24 * 3600, "Lifetime of an API bearer token, in seconds.")
+    api_token_max_age_s: int = _setting(
+        30 * 24 * 3600, "Lifetime of an API bearer token, in seconds."
+    )
     max_request_bytes: int = _setting(
         2 * 1024 * 1024, "Largest ordinary (non-upload) request body accepted, in bytes."
     )
@@ -72,6 +74,18 @@ class Settings:
     )
     trust_proxy_headers: bool = _setting(
         False, "Trust X-Forwarded-For / X-Forwarded-Proto (set only behind your own reverse proxy)."
+    )
+    stun_urls: str = _setting(
+        "", "Comma-separated STUN URLs handed to browsers (stun:host:3478); empty for none."
+    )
+    turn_urls: str = _setting(
+        "", "Comma-separated TURN URLs (turn:host:3478?transport=udp) handed to browsers."
+    )
+    turn_secret: str = _setting(
+        "", "coturn static-auth-secret: browsers get time-limited TURN credentials.", secret=True
+    )
+    turn_credential_ttl_s: int = _setting(
+        6 * 3600, "Lifetime of the TURN credentials given to a participant, in seconds."
     )
 
     @property

@@ -7,8 +7,8 @@ Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -38,6 +38,7 @@ def load_settings() -> Settings:
 
 def _run_db(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
     """Run ``work(sessionmaker, *args)`` on a short-lived engine (CLI commands are one-shot)."""
+
     async def runner() -> T:
         engine = db.make_engine(settings.database_url_resolved)
         try:
@@ -63,8 +64,9 @@ def ensure_demo(settings: Settings) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             for login in logins:
-                fh.write(f"{login.username}\t{login.password}\t{login.role}\t"
-                         f"{login.display_name}\n")
+                fh.write(
+                    f"{login.username}\t{login.password}\t{login.role}\t{login.display_name}\n"
+                )
     if path.exists():
         print("Demo accounts (username / password / role):")
         for line in path.read_text().splitlines():
@@ -85,10 +87,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db.upgrade_sync(settings.database_url_resolved)
     if settings.seed_demo:
         ensure_demo(settings)
-    print(f"Yuntiao is running at http://{settings.host}:{settings.port}/  (Ctrl+C stops it)",
-          flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log=None)
+    print(
+        f"Yuntiao is running at http://{settings.host}:{settings.port}/  (Ctrl+C stops it)",
+        flush=True,
+    )
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
     return 0
 
 
@@ -120,15 +125,22 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _create_user(maker: Maker, settings: Settings, args: argparse.Namespace,
-                       password: str) -> str:
+async def _create_user(
+    maker: Maker, settings: Settings, args: argparse.Namespace, password: str
+) -> str:
     async with transaction(maker) as session:
         user = await accounts.create_user(
-            session, Actor.system("cli"), username=args.username, password=password,
-            display_name=args.display_name or args.username, role=args.role,
-            organisation_id=args.organisation_id, phone=args.phone,
+            session,
+            Actor.system("cli"),
+            username=args.username,
+            password=password,
+            display_name=args.display_name or args.username,
+            role=args.role,
+            organisation_id=args.organisation_id,
+            phone=args.phone,
             categories=args.category or [],
-            cipher=FieldCipher(settings.field_encryption_key))
+            cipher=FieldCipher(settings.field_encryption_key),
+        )
         return f"Created {user.role} {user.username} (id {user.id})"
 
 
@@ -150,50 +162,66 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    settings_help = "\n".join(f"  {name}  (default: {default or '—'})\n      {text}"
-                              for name, default, text in describe())
+    settings_help = "\n".join(
+        f"  {name}  (default: {default or '—'})\n      {text}" for name, default, text in describe()
+    )
     parser = argparse.ArgumentParser(
-        prog="yuntiao", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="yuntiao",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Yuntiao (云调) online mediation platform.",
-        epilog="Settings (environment variables):\n" + settings_help)
+        epilog="Settings (environment variables):\n" + settings_help,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the web server (migrates, seeds the demo once)",
-                           description="Run the web server. Applies database migrations first "
-                                       "and seeds the demo organisation once "
-                                       "(YUNTIAO_SEED_DEMO).")
+    serve = sub.add_parser(
+        "serve",
+        help="run the web server (migrates, seeds the demo once)",
+        description="Run the web server. Applies database migrations first "
+        "and seeds the demo organisation once "
+        "(YUNTIAO_SEED_DEMO).",
+    )
     serve.add_argument("--host", help="override YUNTIAO_HOST")
     serve.add_argument("--port", type=int, help="override YUNTIAO_PORT")
     serve.set_defaults(func=cmd_serve)
 
     dbp = sub.add_parser("db", help="database schema", description="Database schema commands.")
     dbsub = dbp.add_subparsers(dest="db_command", required=True)
-    up = dbsub.add_parser("upgrade", help="apply migrations",
-                          description="Apply Alembic migrations up to a revision.")
+    up = dbsub.add_parser(
+        "upgrade", help="apply migrations", description="Apply Alembic migrations up to a revision."
+    )
     up.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
     up.set_defaults(func=cmd_db_upgrade)
 
-    demo_p = sub.add_parser("demo", help="seed the demo data (once) and print its logins",
-                            description="Seed the demo organisation, accounts and sample case "
-                                        "if not done yet, and print the demo logins.")
+    demo_p = sub.add_parser(
+        "demo",
+        help="seed the demo data (once) and print its logins",
+        description="Seed the demo organisation, accounts and sample case "
+        "if not done yet, and print the demo logins.",
+    )
     demo_p.set_defaults(func=cmd_demo)
 
     audit = sub.add_parser("audit", help="audit trail", description="Audit trail commands.")
     auditsub = audit.add_subparsers(dest="audit_command", required=True)
     verify = auditsub.add_parser(
-        "verify", help="check the hash chain",
+        "verify",
+        help="check the hash chain",
         description="Recompute the audit hash chain; exit 1 and name the first bad row if a row "
-                    "was edited, deleted or inserted outside the application.")
+        "was edited, deleted or inserted outside the application.",
+    )
     verify.set_defaults(func=cmd_audit_verify)
 
     user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
     usersub = user.add_subparsers(dest="user_command", required=True)
-    create = usersub.add_parser("create", help="create a staff account",
-                                description="Create a staff account. The password is asked "
-                                            "twice, or read from stdin with --password-stdin.")
+    create = usersub.add_parser(
+        "create",
+        help="create a staff account",
+        description="Create a staff account. The password is asked "
+        "twice, or read from stdin with --password-stdin.",
+    )
     create.add_argument("username")
-    create.add_argument("--role", required=True,
-                        choices=["system_admin", "org_admin", "mediator", "clerk"])
+    create.add_argument(
+        "--role", required=True, choices=["system_admin", "org_admin", "mediator", "clerk"]
+    )
     create.add_argument("--organisation-id", type=int, help="required except for system_admin")
     create.add_argument("--display-name", default="")
     create.add_argument("--phone", default="")
@@ -211,4 +239,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

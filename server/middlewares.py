@@ -10,6 +10,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -48,9 +49,16 @@ STATUS_FOR: list[tuple[type[DomainError], int]] = [
 ]
 
 HTTP_CODES = {
-    400: "bad_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-    422: "invalid", 429: "too_many_requests",
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
 }
 
 
@@ -65,21 +73,23 @@ def domain_status(exc: DomainError) -> int:
     return 400
 
 
-def translate(exc: DomainError) -> str:
-    return i18n.gettext(exc.message, **exc.params)
+def translate(request: web.Request, exc: DomainError) -> str:
+    return i18n.translate(exc.message, exc.params, settings(request).timezone)
 
 
 def error_response(
     request: web.Request, status: int, code: str, message: str
 ) -> web.StreamResponse:
     if is_api(request):
-        return web.json_response({"error": {"code": code, "message": message}}, status=status,
-                                 dumps=_dumps)
+        return web.json_response(
+            {"error": {"code": code, "message": message}}, status=status, dumps=_dumps
+        )
     if status == 401 and request.method == "GET":
-        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
     return aiohttp_jinja2.render_template(
-        "error.html", request, template_context(request, status=status, code=code,
-                                                message=message),
+        "error.html",
+        request,
+        template_context(request, status=status, code=code, message=message),
         status=status,
     )
 
@@ -103,7 +113,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except DomainError as exc:
-        return error_response(request, domain_status(exc), exc.code, translate(exc))
+        return error_response(request, domain_status(exc), exc.code, translate(request, exc))
     except ValidationError as exc:
         return error_response(request, 422, "invalid", validation_message(exc))
     except web.HTTPException as exc:
@@ -111,28 +121,33 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = HTTP_CODES.get(exc.status, "error")
         message = {
-            404: i18n.gettext("This page does not exist. Check the address, or go back to the "
-                              "start page."),
+            404: i18n.gettext(
+                "This page does not exist. Check the address, or go back to the start page."
+            ),
             405: i18n.gettext("This action is not available here."),
             413: i18n.gettext("What you sent is too large."),
-        }.get(exc.status, exc.text if exc.text and not exc.text.startswith(str(exc.status))
-              else exc.reason)
+        }.get(
+            exc.status,
+            exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason,
+        )
         return error_response(request, exc.status, code, message)
     except Exception:
         ref = uuid.uuid4().hex[:12]
         log.exception("unhandled error %s on %s %s", ref, request.method, request.path)
         return error_response(
-            request, 500, "internal_error",
-            i18n.gettext("Something went wrong on our side (reference %(ref)s). Please try again; "
-                         "if it keeps happening, tell the mediation office this reference.",
-                         ref=ref),
+            request,
+            500,
+            "internal_error",
+            i18n.gettext(
+                "Something went wrong on our side (reference %(ref)s). Please try again; "
+                "if it keeps happening, tell the mediation office this reference.",
+                ref=ref,
+            ),
         )
 
 
 @web.middleware
-async def security_headers_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
+async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     nonce = secrets.token_urlsafe(16)
     request[CSP_NONCE] = nonce
     response = await handler(request)
@@ -153,8 +168,9 @@ async def security_headers_middleware(
 
 @web.middleware
 async def locale_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    locale = i18n.normalise_locale(request.cookies.get(LOCALE_COOKIE),
-                                   settings(request).default_locale)
+    locale = i18n.normalise_locale(
+        request.cookies.get(LOCALE_COOKIE), settings(request).default_locale
+    )
     request[LOCALE] = locale
     i18n.activate(locale)
     return await handler(request)
@@ -171,8 +187,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         async with transaction(request) as session:
             user = await accounts.resolve_api_token(session, authorization[7:].strip())
         if user is None:
-            return error_response(request, 401, "invalid_token",
-                                  i18n.gettext("The API token is not valid or has expired."))
+            return error_response(
+                request,
+                401,
+                "invalid_token",
+                i18n.gettext("The API token is not valid or has expired."),
+            )
         request[USER] = user
         request[AUTH_KIND] = "bearer"
     elif token := request.cookies.get(SESSION_COOKIE):
@@ -196,27 +216,41 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if expected is not None:
             sent = request.headers.get("X-CSRF-Token", "")
             if not sent and request.content_type in (
-                "application/x-www-form-urlencoded", "multipart/form-data"
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
             ):
                 form = await request.post()
                 value = form.get("csrf_token", "")
                 sent = value if isinstance(value, str) else ""
             if not secrets.compare_digest(sent.encode(), expected.encode()):
                 return error_response(
-                    request, 403, "csrf_failed",
+                    request,
+                    403,
+                    "csrf_failed",
                     i18n.gettext("This form has expired. Go back, reload the page and try again."),
                 )
         elif not is_api(request):
             return error_response(
-                request, 403, "csrf_failed",
+                request,
+                403,
+                "csrf_failed",
                 i18n.gettext("This form has expired. Go back, reload the page and try again."),
             )
     response = await handler(request)
-    if request[WEB_SESSION] is None and PRE_CSRF_COOKIE not in request.cookies \
-            and request.method == "GET" and not is_api(request):
-        response.set_cookie(PRE_CSRF_COOKIE, request.get(PRE_CSRF) or
-                            secrets.token_urlsafe(32), httponly=True, samesite="Strict",
-                            secure=cookie_secure(request), path="/")
+    if (
+        request[WEB_SESSION] is None
+        and PRE_CSRF_COOKIE not in request.cookies
+        and request.method == "GET"
+        and not is_api(request)
+    ):
+        response.set_cookie(
+            PRE_CSRF_COOKIE,
+            request.get(PRE_CSRF) or secrets.token_urlsafe(32),
+            httponly=True,
+            samesite="Strict",
+            secure=cookie_secure(request),
+            path="/",
+        )
     return response
 
 

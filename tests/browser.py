@@ -12,9 +12,15 @@ from playwright.async_api import Browser, async_playwright
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 FLAGS = [
-    "--headless", "--no-sandbox", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-gpu",
+    "--headless",
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
     "--disable-quic",
 ]
 

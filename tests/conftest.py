@@ -31,7 +31,9 @@ from cases.uow import transaction
 from config import Settings
 from server import db
 
-PG_ADMIN_DSN = os.environ.get("YUNTIAO_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "YUNTIAO_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_PORT = 6379
 TEST_FIELD_KEY = base64.b64encode(b"k" * 32).decode()
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -42,14 +44,22 @@ ENGINES = ["sqlite", "postgresql"]
 
 
 def _pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def _redis_ready() -> bool:
     try:
-        out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(REDIS_PORT), "ping"],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(REDIS_PORT), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.stdout.strip() == "PONG"
@@ -68,16 +78,29 @@ def ensure_postgres() -> None:
     if _pg_ready():
         return
     versions = sorted(os.listdir("/etc/postgresql"))
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-                   check=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=True
+    )
     _wait(_pg_ready, "PostgreSQL")
 
 
 def ensure_redis() -> None:
     if _redis_ready():
         return
-    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port",
-                    str(REDIS_PORT), "--save", ""], check=True)
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(REDIS_PORT),
+            "--save",
+            "",
+        ],
+        check=True,
+    )
     _wait(_redis_ready, "Redis")
 
 

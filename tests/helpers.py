@@ -15,9 +15,11 @@ async def login(client: TestClient, username: str, password: str) -> str:  # typ
     assert page.status == 200
     match = CSRF_RE.search(await page.text())
     assert match, "login form carries a CSRF token"
-    resp = await client.post("/login", data={"username": username, "password": password,
-                                             "csrf_token": match.group(1)},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": match.group(1)},
+        allow_redirects=False,
+    )
     assert resp.status in (302, 303), await resp.text()
     page = await client.get("/cases")
     match = CSRF_RE.search(await page.text())
@@ -27,7 +29,8 @@ async def login(client: TestClient, username: str, password: str) -> str:  # typ
 
 async def api_headers(client: TestClient, username: str, password: str) -> dict[str, str]:  # type: ignore[type-arg]
     """Authorization header with a fresh bearer token for ``username``."""
-    resp = await client.post("/api/v1/auth/token", json={"username": username,
-                                                         "password": password})
+    resp = await client.post(
+        "/api/v1/auth/token", json={"username": username, "password": password}
+    )
     assert resp.status == 201, await resp.text()
     return {"Authorization": f"Bearer {(await resp.json())['token']}"}

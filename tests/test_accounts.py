@@ -19,20 +19,26 @@ async def test_lockout_after_repeated_failures(
     client: Any, demo_logins: dict[str, str], sessionmaker: Any
 ) -> None:
     for _ in range(4):
-        resp = await client.post("/api/v1/auth/token", json={"username": "clerk",
-                                                             "password": "wrong-password"})
+        resp = await client.post(
+            "/api/v1/auth/token", json={"username": "clerk", "password": "wrong-password"}
+        )
         assert (await resp.json())["error"]["code"] == "authentication_failed"
-    resp = await client.post("/api/v1/auth/token", json={"username": "clerk",
-                                                         "password": "wrong-password"})
+    resp = await client.post(
+        "/api/v1/auth/token", json={"username": "clerk", "password": "wrong-password"}
+    )
     assert (await resp.json())["error"]["code"] == "account_locked"
     # Even the right password is refused while locked.
-    resp = await client.post("/api/v1/auth/token", json={"username": "clerk",
-                                                         "password": demo_logins["clerk"]})
+    resp = await client.post(
+        "/api/v1/auth/token", json={"username": "clerk", "password": demo_logins["clerk"]}
+    )
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "account_locked"
     async with sessionmaker() as session:
-        actions = (await session.scalars(select(AuditEntry.action).where(
-            AuditEntry.action.like("login.%")))).all()
+        actions = (
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("login.%"))
+            )
+        ).all()
     # Four wrong, one that locks, one refused while locked.
     assert actions.count("login.failed") == 6 and actions.count("login.locked") == 1
 
@@ -42,13 +48,15 @@ async def test_success_resets_failure_count(
 ) -> None:
     for _ in range(3):
         await client.post("/api/v1/auth/token", json={"username": "clerk", "password": "nope"})
-    ok = await client.post("/api/v1/auth/token", json={"username": "clerk",
-                                                       "password": demo_logins["clerk"]})
+    ok = await client.post(
+        "/api/v1/auth/token", json={"username": "clerk", "password": demo_logins["clerk"]}
+    )
     assert ok.status == 201
     for _ in range(3):
         await client.post("/api/v1/auth/token", json={"username": "clerk", "password": "nope"})
-    ok = await client.post("/api/v1/auth/token", json={"username": "clerk",
-                                                       "password": demo_logins["clerk"]})
+    ok = await client.post(
+        "/api/v1/auth/token", json={"username": "clerk", "password": demo_logins["clerk"]}
+    )
     assert ok.status == 201
 
 

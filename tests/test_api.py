@@ -17,10 +17,18 @@ COURT_CASE: dict[str, Any] = {
     "summary": "买卖合同货款 12 万元未付。",
     "claim_amount": "120000.50",
     "parties": [
-        {"role": "applicant", "kind": "organisation", "name": "宜昌某电池材料有限公司",
-         "phone": "13900000001"},
-        {"role": "respondent", "name": "孙某", "phone": "13900000002",
-         "id_number": "330102198503151232"},
+        {
+            "role": "applicant",
+            "kind": "organisation",
+            "name": "宜昌某电池材料有限公司",
+            "phone": "13900000001",
+        },
+        {
+            "role": "respondent",
+            "name": "孙某",
+            "phone": "13900000002",
+            "id_number": "330102198503151232",
+        },
         {"role": "agent", "name": "钱律师", "represents": 0},
     ],
 }
@@ -75,16 +83,21 @@ async def test_intake_validation_errors_are_clear(client: Any, demo_logins: dict
     resp = await client.post("/api/v1/cases", json=no_referrer, headers=headers)
     assert resp.status == 422
     assert (await resp.json())["error"]["code"] == "referrer_required"
-    bad_id = {**COURT_CASE, "parties": [COURT_CASE["parties"][0],
-                                        {"role": "respondent", "name": "孙某",
-                                         "id_number": "330102198503151233"}]}
+    bad_id = {
+        **COURT_CASE,
+        "parties": [
+            COURT_CASE["parties"][0],
+            {"role": "respondent", "name": "孙某", "id_number": "330102198503151233"},
+        ],
+    }
     resp = await client.post("/api/v1/cases", json=bad_id, headers=headers)
     assert (await resp.json())["error"]["code"] == "invalid_id_number"
     one_side = {**COURT_CASE, "parties": [COURT_CASE["parties"][0], COURT_CASE["parties"][0]]}
     resp = await client.post("/api/v1/cases", json=one_side, headers=headers)
     assert (await resp.json())["error"]["code"] == "parties_required"
-    resp = await client.post("/api/v1/cases", data="{not json", headers={
-        **headers, "Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/cases", data="{not json", headers={**headers, "Content-Type": "application/json"}
+    )
     assert resp.status == 422
     assert (await resp.json())["error"]["code"] == "invalid_json"
     resp = await client.post("/api/v1/cases", json={**COURT_CASE, "surprise": 1}, headers=headers)
@@ -105,8 +118,11 @@ async def test_reveal_id_number_is_authorised_and_audited(
     assert resp.status == 200
     assert (await resp.json())["id_number"] == "440106199001011235"
     async with sessionmaker() as session:
-        rows = (await session.scalars(select(AuditEntry).where(
-            AuditEntry.action == "party.id_number_revealed"))).all()
+        rows = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "party.id_number_revealed")
+            )
+        ).all()
     assert [(r.actor_label, r.object_id) for r in rows] == [("admin", str(person["id"]))]
 
 
@@ -142,9 +158,17 @@ async def test_other_organisation_cannot_see_case(client: Any, demo_logins: dict
     sysadmin = await api_headers(client, "sysadmin", demo_logins["sysadmin"])
     orgs = await (await client.get("/api/v1/organisations", headers=sysadmin)).json()
     yingkou = next(o for o in orgs["organisations"] if o["short_name"] == "营自贸")
-    resp = await client.post("/api/v1/users", headers=sysadmin, json={
-        "username": "yk_admin", "password": "a-long-password", "display_name": "营口管理员",
-        "role": "org_admin", "organisation_id": yingkou["id"]})
+    resp = await client.post(
+        "/api/v1/users",
+        headers=sysadmin,
+        json={
+            "username": "yk_admin",
+            "password": "a-long-password",
+            "display_name": "营口管理员",
+            "role": "org_admin",
+            "organisation_id": yingkou["id"],
+        },
+    )
     assert resp.status == 201
     yk = await api_headers(client, "yk_admin", "a-long-password")
     assert (await client.get("/api/v1/cases/1", headers=yk)).status == 403
@@ -155,21 +179,45 @@ async def test_org_admin_cannot_create_accounts_elsewhere(
     client: Any, demo_logins: dict[str, str]
 ) -> None:
     admin = await api_headers(client, "admin", demo_logins["admin"])
-    resp = await client.post("/api/v1/users", headers=admin, json={
-        "username": "root2", "password": "a-long-password", "display_name": "x",
-        "role": "system_admin"})
+    resp = await client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={
+            "username": "root2",
+            "password": "a-long-password",
+            "display_name": "x",
+            "role": "system_admin",
+        },
+    )
     assert resp.status == 403
-    resp = await client.post("/api/v1/users", headers=admin, json={
-        "username": "newclerk", "password": "short", "display_name": "x", "role": "clerk"})
+    resp = await client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={"username": "newclerk", "password": "short", "display_name": "x", "role": "clerk"},
+    )
     assert resp.status == 422
-    resp = await client.post("/api/v1/users", headers=admin, json={
-        "username": "newclerk", "password": "a-long-password", "display_name": "新书记员",
-        "role": "clerk"})
+    resp = await client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={
+            "username": "newclerk",
+            "password": "a-long-password",
+            "display_name": "新书记员",
+            "role": "clerk",
+        },
+    )
     assert resp.status == 201
     assert (await resp.json())["organisation_id"] == 1
-    again = await client.post("/api/v1/users", headers=admin, json={
-        "username": "newclerk", "password": "a-long-password", "display_name": "x",
-        "role": "clerk"})
+    again = await client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={
+            "username": "newclerk",
+            "password": "a-long-password",
+            "display_name": "x",
+            "role": "clerk",
+        },
+    )
     assert again.status == 409
     assert (await again.json())["error"]["code"] == "username_taken"
 
@@ -187,8 +235,11 @@ async def test_dispatch_by_category_rules(client: Any, demo_logins: dict[str, st
     finance_rule = next(r for r in rules["rules"] if r["category"] == "small_finance")
     resp = await client.delete(f"/api/v1/dispatch-rules/{finance_rule['id']}", headers=sysadmin)
     assert resp.status == 200
-    resp = await client.post("/api/v1/dispatch-rules", headers=sysadmin,
-                             json={"category": "small_finance", "organisation_id": 1})
+    resp = await client.post(
+        "/api/v1/dispatch-rules",
+        headers=sysadmin,
+        json={"category": "small_finance", "organisation_id": 1},
+    )
     assert resp.status == 201
     case = await (await client.post("/api/v1/cases", json=finance, headers=sysadmin)).json()
     assert case["organisation_id"] == 1
@@ -210,16 +261,24 @@ async def test_openapi_documents_every_route(client: Any) -> None:
     doc = await resp.json()
     assert doc["openapi"].startswith("3.")
     paths = doc["paths"]
-    for path, method in [("/api/v1/cases", "post"), ("/api/v1/cases/{case_id}/transitions", "post"),
-                         ("/api/v1/auth/token", "post"), ("/api/v1/audit/verify", "get"),
-                         ("/api/v1/cases/{case_id}/recusals", "post")]:
+    for path, method in [
+        ("/api/v1/cases", "post"),
+        ("/api/v1/cases/{case_id}/transitions", "post"),
+        ("/api/v1/auth/token", "post"),
+        ("/api/v1/audit/verify", "get"),
+        ("/api/v1/cases/{case_id}/recusals", "post"),
+    ]:
         assert method in paths[path], (path, method)
     schema = doc["components"]["schemas"]["CaseCreate"]
     assert "parties" in schema["required"]
     # Every API route the app serves is in the document.
-    served = {(r.method.lower(), r.resource.canonical) for r in client.app.router.routes()
-              if r.resource is not None and r.resource.canonical.startswith("/api/v1/")
-              and r.method != "HEAD"}
+    served = {
+        (r.method.lower(), r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/api/v1/")
+        and r.method != "HEAD"
+    }
     documented = {(m, p) for p, ops in paths.items() for m in ops}
     assert served - {("get", "/api/v1/openapi.json")} <= documented
 

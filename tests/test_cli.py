@@ -14,14 +14,27 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = [[], ["serve"], ["db"], ["db", "upgrade"], ["demo"], ["audit"], ["audit", "verify"],
-            ["user"], ["user", "create"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["db"],
+    ["db", "upgrade"],
+    ["demo"],
+    ["audit"],
+    ["audit", "verify"],
+    ["user"],
+    ["user", "create"],
+]
 
 
 @pytest.mark.parametrize("words", COMMANDS, ids=lambda w: " ".join(w) or "yuntiao")
 def test_help_on_each_command(words: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "server.cli", *words, "--help"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", *words, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: yuntiao")
 
@@ -35,8 +48,13 @@ def _free_port() -> int:
 def _serve(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNTIAO_")}
     env.update({"YUNTIAO_DATA_DIR": str(data_dir), "YUNTIAO_PORT": str(port)})
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
@@ -96,8 +114,13 @@ def test_serve_on_fresh_data_dir_seeds_once(tmp_path: Path) -> None:
     assert (data / "demo-accounts.txt").read_text() == first_logins
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNTIAO_")}
     env["YUNTIAO_DATA_DIR"] = str(data)
-    out = subprocess.run([sys.executable, "-m", "server.cli", "audit", "verify"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.startswith("OK")
     import sqlite3
 
@@ -109,15 +132,50 @@ def test_serve_on_fresh_data_dir_seeds_once(tmp_path: Path) -> None:
 def test_user_create_from_cli(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNTIAO_")}
     env.update({"YUNTIAO_DATA_DIR": str(tmp_path)})
-    up = subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], env=env,
-                        capture_output=True, text=True, timeout=60)
+    up = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert up.returncode == 0, up.stderr
-    out = subprocess.run([sys.executable, "-m", "server.cli", "user", "create", "root",
-                          "--role", "system_admin", "--password-stdin"], env=env,
-                         input="a-long-password\n", capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "user",
+            "create",
+            "root",
+            "--role",
+            "system_admin",
+            "--password-stdin",
+        ],
+        env=env,
+        input="a-long-password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "Created system_admin root" in out.stdout
-    weak = subprocess.run([sys.executable, "-m", "server.cli", "user", "create", "root2",
-                           "--role", "system_admin", "--password-stdin"], env=env,
-                          input="short\n", capture_output=True, text=True, timeout=60)
+    weak = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "user",
+            "create",
+            "root2",
+            "--role",
+            "system_admin",
+            "--password-stdin",
+        ],
+        env=env,
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert weak.returncode == 2 and "weak_password" in weak.stderr

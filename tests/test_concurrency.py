@@ -38,9 +38,14 @@ async def test_parallel_intake_gets_unique_numbers(client: Any, sessionmaker: An
 
     cipher: FieldCipher = client.app[CIPHER]
     data = intake.CaseInput(
-        channel="party_application", category="contract", title="并发受理",
-        parties=[intake.PartyInput(role="applicant", name="甲"),
-                 intake.PartyInput(role="respondent", name="乙")])
+        channel="party_application",
+        category="contract",
+        title="并发受理",
+        parties=[
+            intake.PartyInput(role="applicant", name="甲"),
+            intake.PartyInput(role="respondent", name="乙"),
+        ],
+    )
 
     async def create() -> str:
         async with transaction(sessionmaker) as session:

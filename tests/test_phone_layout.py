@@ -14,8 +14,11 @@ PHONE = {"width": 375, "height": 812}
 
 
 async def _overflow(page: Any) -> int:
-    return int(await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+    return int(
+        await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+    )
 
 
 @pytest.mark.browser
@@ -24,8 +27,9 @@ async def test_pages_fit_a_phone(client: Any, demo_logins: dict[str, str]) -> No
     base = str(client.make_url("/")).rstrip("/")
     ARTIFACTS.mkdir(exist_ok=True)
     async with chromium() as browser:
-        context = await browser.new_context(viewport=PHONE, device_scale_factor=2,
-                                            is_mobile=True, has_touch=True, locale="zh-CN")
+        context = await browser.new_context(
+            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN"
+        )
         page = await context.new_page()
         await page.goto(base + "/login")
         assert await _overflow(page) <= 0

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_from_environment() -> None:
-    s = Settings.from_env({"YUNTIAO_PORT": "9000", "YUNTIAO_SEED_DEMO": "false",
-                           "YUNTIAO_DATA_DIR": "/srv/yt"})
+    s = Settings.from_env(
+        {"YUNTIAO_PORT": "9000", "YUNTIAO_SEED_DEMO": "false", "YUNTIAO_DATA_DIR": "/srv/yt"}
+    )
     assert s.port == 9000 and s.seed_demo is False and s.data_dir == Path("/srv/yt")
     assert s.database_url_resolved == "sqlite+aiosqlite:////srv/yt/yuntiao.sqlite3"
     with pytest.raises(ValueError):

@@ -62,8 +62,10 @@ def client_ip(request: web.Request) -> str:
 
 
 def is_secure(request: web.Request) -> bool:
-    if settings(request).trust_proxy_headers and \
-            request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+    if (
+        settings(request).trust_proxy_headers
+        and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    ):
         return True
     return request.secure
 
@@ -102,8 +104,12 @@ def actor(request: web.Request) -> Actor:
 def template_context(request: web.Request, **values: Any) -> dict[str, Any]:
     session = web_session(request)
     values.setdefault("user", current_user(request))
-    values.setdefault("csrf_token", session.csrf_token if session else
-                      request.get(PRE_CSRF) or request.cookies.get(PRE_CSRF_COOKIE, ""))
+    values.setdefault(
+        "csrf_token",
+        session.csrf_token
+        if session
+        else request.get(PRE_CSRF) or request.cookies.get(PRE_CSRF_COOKIE, ""),
+    )
     values.setdefault("locale", request.get(LOCALE, "zh_CN"))
     values.setdefault("csp_nonce", request.get(CSP_NONCE, ""))
     values.setdefault("request_path", request.path_qs)

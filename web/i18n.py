@@ -4,14 +4,19 @@ templates, API errors and domain messages all use the same ``gettext``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext as gettext_module
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
+
+from cases.catalogue import Msg, Phrase
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"
@@ -79,9 +84,25 @@ def gettext(message: str, **params: Any) -> str:
 
 
 def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
+    """Like ``gettext``: formats only when given parameters (Jinja formats its own calls)."""
     text = (_current.get() or _UNTRANSLATED).ngettext(singular, plural, n)
-    params.setdefault("num", n)
-    return text % params
+    return text % params if params else text
+
+
+def translate(message: str, params: Mapping[str, Any], tz: str = "Asia/Shanghai") -> str:
+    """Translate a domain message, translating its parameters too: ``Msg`` labels, ``Phrase``
+    sub-messages, and datetimes shown in the people's time zone."""
+    return gettext(message, **{key: _param(value, tz) for key, value in params.items()})
+
+
+def _param(value: Any, tz: str) -> Any:
+    if isinstance(value, Phrase):
+        return translate(value.message, value.params, tz)
+    if isinstance(value, Msg):
+        return gettext(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    return value
 
 
 _ = gettext

@@ -52,8 +52,9 @@ class ApiRegistry:
         response: type[BaseModel] | None = None,
     ) -> Callable[[ApiHandler], ApiHandler]:
         def register(handler: ApiHandler) -> ApiHandler:
-            self.endpoints.append(Endpoint(method, path, handler, summary, tag, body, query, auth,
-                                           status, response))
+            self.endpoints.append(
+                Endpoint(method, path, handler, summary, tag, body, query, auth, status, response)
+            )
             return handler
 
         return register
@@ -72,25 +73,39 @@ class ApiRegistry:
                 "operationId": e.handler.__name__,
                 "responses": {
                     str(e.status): {"description": "OK"},
-                    "default": {"description": "Error",
-                                "content": {"application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Error"}}}},
+                    "default": {
+                        "description": "Error",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
                 },
             }
             if e.response is not None:
                 op["responses"][str(e.status)]["content"] = {
-                    "application/json": {"schema": _ref(e.response, schemas)}}
-            params = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer"}} for name in _path_params(e.path)]
+                    "application/json": {"schema": _ref(e.response, schemas)}
+                }
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+                for name in _path_params(e.path)
+            ]
             if e.query is not None:
                 for name, prop in e.query.model_json_schema()["properties"].items():
-                    params.append({"name": name, "in": "query", "required": False,
-                                   "schema": _strip_titles(prop)})
+                    params.append(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": False,
+                            "schema": _strip_titles(prop),
+                        }
+                    )
             if params:
                 op["parameters"] = params
             if e.body is not None:
-                op["requestBody"] = {"required": True, "content": {
-                    "application/json": {"schema": _ref(e.body, schemas)}}}
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(e.body, schemas)}},
+                }
             if e.auth:
                 op["security"] = [{"bearer": []}, {"session": []}]
             paths.setdefault(PREFIX + e.path, {})[e.method.lower()] = op
@@ -100,18 +115,22 @@ class ApiRegistry:
                 "title": "Yuntiao API",
                 "version": "1",
                 "description": "Cases, parties, dispatch and audit of the Yuntiao mediation "
-                               "platform. Authenticate with `Authorization: Bearer <token>` "
-                               "(POST /api/v1/auth/token). Errors are "
-                               '`{"error": {"code", "message"}}`.',
+                "platform. Authenticate with `Authorization: Bearer <token>` "
+                "(POST /api/v1/auth/token). Errors are "
+                '`{"error": {"code", "message"}}`.',
             },
             "paths": paths,
             "components": {
                 "schemas": schemas,
                 "securitySchemes": {
                     "bearer": {"type": "http", "scheme": "bearer"},
-                    "session": {"type": "apiKey", "in": "cookie", "name": "yuntiao_session",
-                                "description": "Browser session; unsafe methods also need the "
-                                               "X-CSRF-Token header."},
+                    "session": {
+                        "type": "apiKey",
+                        "in": "cookie",
+                        "name": "yuntiao_session",
+                        "description": "Browser session; unsafe methods also need the "
+                        "X-CSRF-Token header.",
+                    },
                 },
             },
         }
@@ -120,8 +139,13 @@ class ApiRegistry:
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
 }
 
 
@@ -161,8 +185,10 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
 
 async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
-        raise Invalid(N_("Send the request body as JSON (Content-Type: application/json)."),
-                      code="json_required")
+        raise Invalid(
+            N_("Send the request body as JSON (Content-Type: application/json)."),
+            code="json_required",
+        )
     try:
         return json.loads(await request.text())
     except (ValueError, UnicodeDecodeError) as exc:

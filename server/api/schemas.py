@@ -27,8 +27,11 @@ class TokenRequest(Strict):
 
 class OrganisationCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
-    short_name: str = Field(min_length=1, max_length=20,
-                            description="Used in case numbers, e.g. 伍联 → （2026）伍联调字第1号")
+    short_name: str = Field(
+        min_length=1,
+        max_length=20,
+        description="Used in case numbers, e.g. 伍联 → （2026）伍联调字第1号",
+    )
     kind: Literal["peoples_committee", "industry_room", "court_invited", "commercial_centre"]
     categories: list[str] = Field(default_factory=list)
     address: str = Field(default="", max_length=300)
@@ -67,7 +70,8 @@ class PartyCreate(Strict):
     represents: int | None = Field(
         default=None,
         description="Agents only. At intake: the index of the represented party in `parties`; "
-                    "when adding to a case: the represented party's id.")
+        "when adding to a case: the represented party's id.",
+    )
 
 
 class CaseCreate(Strict):
@@ -79,8 +83,10 @@ class CaseCreate(Strict):
     referred_by: str = Field(default="", max_length=200)
     referral_reference: str = Field(default="", max_length=100)
     organisation_id: int | None = Field(
-        default=None, description="Omit to dispatch by the category rules "
-                                  "(falling back to your own organisation)")
+        default=None,
+        description="Omit to dispatch by the category rules "
+        "(falling back to your own organisation)",
+    )
     parties: list[PartyCreate] = Field(min_length=2, max_length=50)
 
 
@@ -136,22 +142,43 @@ def label(table: dict[str, str], code: str) -> str:
 
 
 def organisation_json(org: Organisation) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "short_name": org.short_name, "kind": org.kind,
-            "categories": list(org.categories or []), "address": org.address, "phone": org.phone,
-            "active": org.active}
+    return {
+        "id": org.id,
+        "name": org.name,
+        "short_name": org.short_name,
+        "kind": org.kind,
+        "categories": list(org.categories or []),
+        "address": org.address,
+        "phone": org.phone,
+        "active": org.active,
+    }
 
 
 def user_json(user: User) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username, "display_name": user.display_name,
-            "role": user.role, "organisation_id": user.organisation_id, "phone": user.phone,
-            "categories": list(user.categories or []), "active": user.active}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "organisation_id": user.organisation_id,
+        "phone": user.phone,
+        "categories": list(user.categories or []),
+        "active": user.active,
+    }
 
 
 def party_json(party: Party) -> dict[str, Any]:
-    return {"id": party.id, "role": party.role, "role_label": label(PARTY_ROLES, party.role),
-            "kind": party.kind, "name": party.name, "phone": party.phone,
-            "id_number_masked": party.id_number_masked, "address": party.address,
-            "represents_id": party.represents_id}
+    return {
+        "id": party.id,
+        "role": party.role,
+        "role_label": label(PARTY_ROLES, party.role),
+        "kind": party.kind,
+        "name": party.name,
+        "phone": party.phone,
+        "id_number_masked": party.id_number_masked,
+        "address": party.address,
+        "represents_id": party.represents_id,
+    }
 
 
 def case_json(case: Case, user: User, *, detail: bool = False) -> dict[str, Any]:
@@ -174,26 +201,45 @@ def case_json(case: Case, user: User, *, detail: bool = False) -> dict[str, Any]
         "updated_at": case.updated_at.isoformat(),
     }
     if detail:
-        data.update({
-            "summary": case.summary,
-            "referred_by": case.referred_by,
-            "referral_reference": case.referral_reference,
-            "parties": [party_json(p) for p in case.parties],
-            "allowed_transitions": sorted(allowed_targets(case.status))
-            if access.can_progress_case(user, case) else [],
-        })
+        data.update(
+            {
+                "summary": case.summary,
+                "referred_by": case.referred_by,
+                "referral_reference": case.referral_reference,
+                "parties": [party_json(p) for p in case.parties],
+                "allowed_transitions": sorted(allowed_targets(case.status))
+                if access.can_progress_case(user, case)
+                else [],
+            }
+        )
     return data
 
 
 def rule_json(rule: DispatchRule) -> dict[str, Any]:
-    return {"id": rule.id, "category": rule.category, "organisation_id": rule.organisation_id,
-            "organisation_name": rule.organisation.name, "priority": rule.priority}
+    return {
+        "id": rule.id,
+        "category": rule.category,
+        "organisation_id": rule.organisation_id,
+        "organisation_name": rule.organisation.name,
+        "priority": rule.priority,
+    }
 
 
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return {"seq": entry.seq, "at": entry.at.isoformat(), "actor_type": entry.actor_type,
-            "actor_id": entry.actor_id, "actor_label": entry.actor_label, "action": entry.action,
-            "object_type": entry.object_type, "object_id": entry.object_id,
-            "case_id": entry.case_id, "organisation_id": entry.organisation_id, "ip": entry.ip,
-            "user_agent": entry.user_agent, "details": entry.details_dict(),
-            "prev_hash": entry.prev_hash, "hash": entry.hash}
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "actor_label": entry.actor_label,
+        "action": entry.action,
+        "object_type": entry.object_type,
+        "object_id": entry.object_id,
+        "case_id": entry.case_id,
+        "organisation_id": entry.organisation_id,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "details": entry.details_dict(),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
