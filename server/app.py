@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import socketio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,10 +15,15 @@ from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
 from server.middlewares import MIDDLEWARES
+from signaling.ice import ice_servers
+from signaling.server import HearingSignaling
+from web import hearing as hearing_pages
 from web import i18n, pages
 from web.context import CIPHER, SESSIONMAKER, SETTINGS
 
 ENGINE = web.AppKey("engine", AsyncEngine)
+SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
+SIGNALING = web.AppKey("signaling", HearingSignaling)
 
 log = logging.getLogger("yuntiao")
 
@@ -30,7 +37,14 @@ def create_app(settings: Settings) -> web.Application:
     app[CIPHER] = FieldCipher(settings.field_encryption_key)
     i18n.load()
     app.cleanup_ctx.append(_database)
+    app.on_startup.append(_signaling)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", transports=["websocket"], logger=False, engineio_logger=False
+    )
+    sio.attach(app)
+    app[SOCKETIO] = sio
     pages.setup(app)
+    hearing_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -42,6 +56,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONMAKER] = db.make_sessionmaker(engine)
     yield
     await engine.dispose()
+
+
+async def _signaling(app: web.Application) -> None:
+    """Bind the hearing namespace once the database is open (it needs the session maker)."""
+    settings = app[SETTINGS]
+
+    def ice(participant_id: int) -> list[dict[str, Any]]:
+        return ice_servers(
+            _split(settings.stun_urls),
+            _split(settings.turn_urls),
+            settings.turn_secret,
+            f"p{participant_id}",
+            settings.turn_credential_ttl_s,
+        )
+
+    def translate(locale: str, message: str, params: dict[str, Any]) -> str:
+        i18n.activate(locale)
+        return i18n.translate(message, params, settings.timezone)
+
+    app[SIGNALING] = HearingSignaling(
+        app[SOCKETIO], app[SESSIONMAKER], settings.secret_key, ice, translate
+    )
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 async def _healthz(request: web.Request) -> web.Response:
