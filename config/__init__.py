@@ -75,6 +75,14 @@ class Settings:
     trust_proxy_headers: bool = _setting(
         False, "Trust X-Forwarded-For / X-Forwarded-Proto (set only behind your own reverse proxy)."
     )
+    redis_url: str = _setting(
+        "",
+        "Redis URL (redis://127.0.0.1:6379/0) for running several server processes behind one "
+        "address; empty for a single process.",
+    )
+    redis_channel: str = _setting(
+        "yuntiao", "Redis channel and key prefix, so several deployments can share one Redis."
+    )
     stun_urls: str = _setting(
         "", "Comma-separated STUN URLs handed to browsers (stun:host:3478); empty for none."
     )

@@ -15,6 +15,7 @@ from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
 from server.middlewares import MIDDLEWARES
+from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
 from signaling.server import HearingSignaling
 from web import hearing as hearing_pages
@@ -38,8 +39,19 @@ def create_app(settings: Settings) -> web.Application:
     i18n.load()
     app.cleanup_ctx.append(_database)
     app.on_startup.append(_signaling)
+    app.on_cleanup.append(_close_signaling)
+    # Several processes share hearings through Redis: emits reach sockets in every process.
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
+        if settings.redis_url
+        else None
+    )
     sio = socketio.AsyncServer(
-        async_mode="aiohttp", transports=["websocket"], logger=False, engineio_logger=False
+        async_mode="aiohttp",
+        transports=["websocket"],
+        client_manager=manager,
+        logger=False,
+        engineio_logger=False,
     )
     sio.attach(app)
     app[SOCKETIO] = sio
@@ -75,9 +87,27 @@ async def _signaling(app: web.Application) -> None:
         i18n.activate(locale)
         return i18n.translate(message, params, settings.timezone)
 
+    connections: Connections
+    if settings.redis_url:
+        connections = RedisConnections(settings.redis_url, settings.redis_channel)
+        await connections.start()
+    else:
+        connections = LocalConnections()
     app[SIGNALING] = HearingSignaling(
-        app[SOCKETIO], app[SESSIONMAKER], settings.secret_key, ice, translate
+        app[SOCKETIO],
+        app[SESSIONMAKER],
+        settings.secret_key,
+        ice,
+        translate,
+        connections=connections,
+        cache_snapshots=not settings.redis_url,
     )
+
+
+async def _close_signaling(app: web.Application) -> None:
+    signaling = app.get(SIGNALING)
+    if signaling is not None:
+        await signaling.connections.close()
 
 
 def _split(value: str) -> list[str]:

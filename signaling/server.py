@@ -18,9 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -39,37 +38,13 @@ from rooms.invitations import read_invitation
 from rooms.models import Hearing, HearingParticipant
 from signaling import catalogue
 from signaling.catalogue import NAMESPACE
+from signaling.connections import Connections, LocalConnections
 
 log = logging.getLogger("yuntiao.signaling")
 
 SNAPSHOT_MAX_AGE_S = 5.0
 Translate = Callable[[str, str, dict[str, Any]], str]
 IceServers = Callable[[int], list[dict[str, Any]]]
-
-
-@dataclass
-class Connections:
-    """Live sockets of this process: participant → sids, sid → (hearing, participant)."""
-
-    sids: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
-    owner: dict[str, tuple[int, int]] = field(default_factory=dict)
-    media: dict[int, dict[str, bool]] = field(default_factory=dict)
-
-    def add(self, sid: str, hearing_id: int, participant_id: int) -> None:
-        self.sids[participant_id].add(sid)
-        self.owner[sid] = (hearing_id, participant_id)
-
-    def drop(self, sid: str) -> tuple[int, int] | None:
-        found = self.owner.pop(sid, None)
-        if found is not None:
-            self.sids[found[1]].discard(sid)
-            if not self.sids[found[1]]:
-                del self.sids[found[1]]
-                self.media.pop(found[1], None)
-        return found
-
-    def connected(self) -> set[int]:
-        return set(self.sids)
 
 
 @dataclass
@@ -88,13 +63,17 @@ class HearingSignaling:
         secret: str,
         ice_servers: IceServers,
         translate: Translate,
+        connections: Connections | None = None,
+        cache_snapshots: bool = True,
     ) -> None:
         self.sio = sio
         self.maker = maker
         self.secret = secret
         self.ice_servers = ice_servers
         self.translate = translate
-        self.connections = Connections()
+        self.connections: Connections = connections or LocalConnections()
+        # With several processes another one may change a hearing: always read fresh then.
+        self.cache_snapshots = cache_snapshots
         self.snapshots: dict[int, CachedSnapshot] = {}
         sio.on("connect", namespace=NAMESPACE)(self.on_connect)
         sio.on("disconnect", namespace=NAMESPACE)(self.on_disconnect)
@@ -134,12 +113,11 @@ class HearingSignaling:
             },
             namespace=NAMESPACE,
         )
-        # The same link opened again takes over: the older tab is told and disconnected.
-        for old in list(self.connections.sids.get(participant_id, ())):
+        # The same link opened again takes over: the older tab (in any process) is told and
+        # disconnected.
+        for old in await self.connections.add(sid, hearing_id, participant_id):
             await self.sio.emit("replaced", {}, to=old, namespace=NAMESPACE)
-            self.connections.drop(old)
             await self.sio.disconnect(old, namespace=NAMESPACE)
-        self.connections.add(sid, hearing_id, participant_id)
         await self.sio.enter_room(sid, _room(participant_id), namespace=NAMESPACE)
         await self.sync(hearing_id)
         async with self.maker() as session:
@@ -160,7 +138,7 @@ class HearingSignaling:
         return True
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        found = self.connections.drop(sid)
+        found = await self.connections.drop(sid)
         if found is not None:
             # Still admitted: the others see "reconnecting" until they come back or leave.
             await self.sync(found[0])
@@ -218,7 +196,7 @@ class HearingSignaling:
         self, sid: str, state: dict[str, Any], data: catalogue.MediaState
     ) -> None:
         me = int(state["participant"])
-        self.connections.media[me] = data.model_dump()
+        await self.connections.set_media(me, data.model_dump())
         await self._to_presence(state, "media_state", {"id": me, "media": data.model_dump()})
 
     async def on_speaking(self, sid: str, state: dict[str, Any], data: catalogue.Speaking) -> None:
@@ -257,9 +235,9 @@ class HearingSignaling:
         async with transaction(self.maker) as session:
             me = await self._me(session, state)
             await hearings.do_leave(session, self._actor(me, state), me)
-        await self.sync(int(state["hearing"]))
-        self.connections.drop(sid)
+        await self.connections.drop(sid)
         await self.sio.disconnect(sid, namespace=NAMESPACE)
+        await self.sync(int(state["hearing"]))
 
     # ---- staff -------------------------------------------------------------------------------
 
@@ -377,34 +355,48 @@ class HearingSignaling:
 
     async def _expel(self, participant_id: int, event: str) -> None:
         await self.sio.emit(event, {}, to=_room(participant_id), namespace=NAMESPACE)
-        for sid in list(self.connections.sids.get(participant_id, ())):
-            owner = self.connections.drop(sid)
+        # The disconnect reaches the socket in whichever process holds it; its own
+        # disconnect handler then updates the registry and syncs the others.
+        for sid in await self.connections.sids_of(participant_id):
             await self.sio.disconnect(sid, namespace=NAMESPACE)
-            if owner is not None:
-                await self.sync(owner[0])
 
     # ---- views -------------------------------------------------------------------------------
 
     async def snapshot(self, hearing_id: int, fresh: bool = False) -> routing.Snapshot:
         cached = self.snapshots.get(hearing_id)
-        if not fresh and cached is not None and time.monotonic() - cached.at < SNAPSHOT_MAX_AGE_S:
+        if (
+            self.cache_snapshots
+            and not fresh
+            and cached is not None
+            and time.monotonic() - cached.at < SNAPSHOT_MAX_AGE_S
+        ):
             return cached.snapshot
         async with self.maker() as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(HearingParticipant.id).where(
+                            HearingParticipant.hearing_id == hearing_id
+                        )
+                    )
+                ).all()
+            )
             snapshot = await hearings.load_snapshot(
-                session, hearing_id, self.connections.connected()
+                session, hearing_id, await self.connections.connected(ids)
             )
         self.snapshots[hearing_id] = CachedSnapshot(snapshot, time.monotonic())
         return snapshot
 
     async def sync(self, hearing_id: int) -> None:
         """Send every connected participant of the hearing their own current view."""
-        connected = self.connections.connected()
         async with self.maker() as session:
             hearing = await session.get(Hearing, hearing_id, populate_existing=True)
             if hearing is None:
                 return
             await session.refresh(hearing, ["participants"])
             people = {p.id: p for p in hearing.participants}
+            connected = await self.connections.connected(list(people))
+            media = await self.connections.media(list(people))
             snapshot = hearings.snapshot_of(people.values(), connected)
             hearing_json = {
                 "id": hearing.id,
@@ -418,21 +410,25 @@ class HearingSignaling:
             is_staff = viewer.kind in STAFF_KINDS and viewer.state == ADMITTED
             visible = routing.roster(snapshot, participant_id)
             view = {
-                "you": self._person(viewer, snapshot),
+                "you": self._person(viewer, snapshot, media),
                 "hearing": hearing_json,
-                "participants": [self._person(people[i], snapshot) for i in sorted(visible)],
+                "participants": [self._person(people[i], snapshot, media) for i in sorted(visible)],
                 "peers": sorted(routing.media_peers(snapshot, participant_id)),
                 "ice_servers": self.ice_servers(participant_id),
             }
             if is_staff:
                 view["lobby"] = [
-                    self._person(p, snapshot) for p in people.values() if p.state == "waiting"
+                    self._person(p, snapshot, media)
+                    for p in people.values()
+                    if p.state == "waiting"
                 ]
                 view["subrooms"] = sorted({p.subroom for p in people.values()})
-                view["everyone"] = [self._person(p, snapshot) for p in people.values()]
+                view["everyone"] = [self._person(p, snapshot, media) for p in people.values()]
             await self.sio.emit("sync", view, to=_room(participant_id), namespace=NAMESPACE)
 
-    def _person(self, p: HearingParticipant, snapshot: routing.Snapshot) -> dict[str, Any]:
+    def _person(
+        self, p: HearingParticipant, snapshot: routing.Snapshot, media: dict[int, Any]
+    ) -> dict[str, Any]:
         occupant = snapshot.get(p.id)
         return {
             "id": p.id,
@@ -442,7 +438,7 @@ class HearingSignaling:
             "state": p.state,
             "subroom": p.subroom,
             "connected": bool(occupant and occupant.connected),
-            "media": self.connections.media.get(p.id),
+            "media": media.get(p.id),
         }
 
     async def _emit_each(self, recipients: frozenset[int], event: str, message: Any) -> None:

@@ -36,9 +36,11 @@ class Peer:
             self.events[event].append(data)
             self.arrived.set()
 
-    async def connect(self, client: Any, token: str) -> None:
+    async def connect(self, server: Any, token: str) -> None:
+        """``server``: the aiohttp test client, or a base URL."""
+        base = str(server.make_url("/")) if hasattr(server, "make_url") else str(server)
         await self.sio.connect(
-            str(client.make_url("/")),
+            base,
             namespaces=[NAMESPACE],
             transports=["websocket"],
             auth={"token": token},
@@ -98,7 +100,7 @@ async def _disconnect(client: Any, *peers: Peer) -> None:
         await peer.sio.disconnect()
     registry = client.app[SIGNALING].connections
     for _ in range(100):
-        if not registry.owner:
+        if not registry.local_count():
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)
