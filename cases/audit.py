@@ -62,6 +62,7 @@ class AuditAction(StrEnum):
     CAUCUS_STARTED = "hearing.caucus_started"
     CAUCUS_MOVED = "hearing.caucus_moved"
     CAUCUS_ENDED = "hearing.caucus_ended"
+    NOTIFICATION_QUEUED = "notification.queued"
 
 
 def canonical_json(value: Any) -> str:

@@ -60,6 +60,7 @@ from rooms.routing import Occupant, Snapshot
 
 # A hearing can only take place while the case is open for mediation.
 SCHEDULABLE_CASE_STATES = frozenset({ACCEPTED, NOTIFIED, IN_MEDIATION})
+MAX_SCHEDULE_AHEAD = dt.timedelta(days=366)
 MIN_DURATION_MINUTES = 10
 MAX_DURATION_MINUTES = 8 * 60
 # Browsers send to each other in a mesh: beyond ~6 the uplink of a home connection gives out
@@ -224,6 +225,12 @@ def check_hearing_input(data: HearingInput, now: dt.datetime) -> None:
     if data.scheduled_at + dt.timedelta(minutes=data.duration_minutes) <= now:
         raise Invalid(
             N_("This hearing would be over already; choose a later time."), code="hearing_in_past"
+        )
+    # Nobody schedules a mediation session years ahead, and a date near the end of the
+    # calendar would overflow when the links' expiry is computed.
+    if data.scheduled_at > now + MAX_SCHEDULE_AHEAD:
+        raise Invalid(
+            N_("A hearing can be scheduled at most a year ahead."), code="hearing_too_far_ahead"
         )
     if len(data.title.strip()) > 200:
         raise Invalid(N_("The hearing title is too long."), code="title_too_long")

@@ -97,9 +97,11 @@ class HearingSignaling:
                 )
                 hearing_id, participant_id = participant.hearing_id, participant.id
         except DomainError as exc:
-            # socket.io delivers this to the client's connect_error handler.
+            # socket.io delivers this to the client's connect_error handler as ``err.message``
+            # (the first argument) and ``err.data`` (the second).
+            message = self.translate(locale, exc.message, exc.params)
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": self.translate(locale, exc.message, exc.params)}
+                message, {"code": exc.code, "message": message}
             ) from None
         await self.sio.save_session(
             sid,

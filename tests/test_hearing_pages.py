@@ -21,6 +21,7 @@ from cases.audit import AuditAction
 from cases.models import AuditEntry, Case, User, utcnow
 from cases.uow import transaction
 from rooms import hearings as H
+from rooms.access import participant_actor
 from rooms.invitations import do_revoke_invitation, issue_invitation
 from rooms.models import Hearing, HearingParticipant
 from web.context import SETTINGS
@@ -108,8 +109,12 @@ async def test_prejoin_shows_hearing_name_and_rights_notice(client: Any, session
     assert "北京时间" in html
     # The notice of rights and obligations, in Chinese (人民调解法 Art. 23–24).
     assert NOTICE_ZH in html and "《中华人民共和国人民调解法》第二十三条、第二十四条" in html
-    for right in ("选择或者接受人民调解员", "拒绝调解或者要求终止调解", "公开进行或者不公开进行",
-                  "自愿达成调解协议"):
+    for right in (
+        "选择或者接受人民调解员",
+        "拒绝调解或者要求终止调解",
+        "公开进行或者不公开进行",
+        "自愿达成调解协议",
+    ):
         assert right in html
     for duty in ("如实陈述纠纷事实", "遵守调解现场秩序，尊重人民调解员", "尊重对方当事人行使权利"):
         assert duty in html
@@ -134,8 +139,9 @@ async def test_staff_skip_the_notice(client: Any, sessionmaker: Any) -> None:
     status, html, _ = await page(client, path)
     assert status == 200 and MEDIATOR in html and "调解员" in html
     assert NOTICE_ZH not in html and 'name="recording_consent"' not in html
-    resp = await client.post(path + "/ready", data={"csrf_token": csrf(html)},
-                             allow_redirects=False)
+    resp = await client.post(
+        path + "/ready", data={"csrf_token": csrf(html)}, allow_redirects=False
+    )
     assert resp.status == 303 and resp.headers["Location"] == path + "/room"
 
 
@@ -161,8 +167,11 @@ async def test_ready_records_the_acknowledgement_and_opens_the_room(
     status, _html, headers = await page(client, path + "/room")
     assert status == 303 and headers["Location"] == path
     _status, html, _ = await page(client, path)
-    resp = await client.post(path + "/ready", data={"csrf_token": csrf(html), "acknowledge": "yes"},
-                             allow_redirects=False)
+    resp = await client.post(
+        path + "/ready",
+        data={"csrf_token": csrf(html), "acknowledge": "yes"},
+        allow_redirects=False,
+    )
     assert resp.status == 303 and resp.headers["Location"] == path + "/room"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
     me = await participant(sessionmaker, hearing_id, APPLICANT_CO)
@@ -183,8 +192,9 @@ async def test_ready_needs_the_box_ticked(client: Any, sessionmaker: Any) -> Non
     hearing_id = await schedule(sessionmaker)
     path = (await links(client, sessionmaker, hearing_id))[APPLICANT_CO]
     _status, html, _ = await page(client, path)
-    resp = await client.post(path + "/ready", data={"csrf_token": csrf(html)},
-                             allow_redirects=False)
+    resp = await client.post(
+        path + "/ready", data={"csrf_token": csrf(html)}, allow_redirects=False
+    )
     assert resp.status == 422
     assert "请阅读权利义务告知书并勾选确认" in await resp.text()
     me = await participant(sessionmaker, hearing_id, APPLICANT_CO)
@@ -208,8 +218,9 @@ async def test_recording_consent_question_and_refusal(client: Any, sessionmaker:
     assert 'name="recording_consent"' in html
     assert "录音录像" in html and "仍可正常参加调解" in html  # what refusing means
     token = csrf(html)
-    resp = await client.post(path + "/ready", data={"csrf_token": token, "acknowledge": "yes"},
-                             allow_redirects=False)
+    resp = await client.post(
+        path + "/ready", data={"csrf_token": token, "acknowledge": "yes"}, allow_redirects=False
+    )
     assert resp.status == 422 and "请回答您是否同意录音录像" in await resp.text()
     resp = await client.post(
         path + "/ready",
@@ -251,8 +262,9 @@ async def test_expired_forged_and_withdrawn_links(client: Any, sessionmaker: Any
     assert "该调解链接已过期" in (await page(client, expired))[1]
     # The form of an expired link cannot write anything either.
     _status, html, _ = await page(client, valid)
-    resp = await client.post(expired + "/ready", data={"csrf_token": csrf(html),
-                                                       "acknowledge": "yes"})
+    resp = await client.post(
+        expired + "/ready", data={"csrf_token": csrf(html), "acknowledge": "yes"}
+    )
     assert_readable_link_error(resp.status, await resp.text())
     # Withdrawn: a new link was issued, so the old one stops working.
     me_id = (await participant(sessionmaker, hearing_id, APPLICANT_CO)).id
@@ -275,8 +287,6 @@ async def test_denied_and_ended_show_what_to_do(client: Any, sessionmaker: Any) 
     async with transaction(sessionmaker) as session:
         hearing = await session.get(Hearing, hearing_id)
         people = {p.display_name: p for p in hearing.participants}
-        from rooms.access import participant_actor
-
         mediator = people[MEDIATOR]
         await H.do_join(session, participant_actor(mediator), mediator)
         applicant = people[APPLICANT_CO]
@@ -319,9 +329,9 @@ async def test_room_page_for_staff_has_the_mediator_panel(client: Any, sessionma
     assert status == 200
     for control in ("caucus-split", "caucus-end", "move-room", "end-hearing", "lobby-list"):
         assert f'id="{control}"' in html
-    status, html, _ = await page(client, paths["刘某"])
     _status, html, _ = await page(client, paths["刘某"])
-    await client.post(paths["刘某"] + "/ready", data={"csrf_token": csrf(html),
-                                                     "acknowledge": "yes"})
+    await client.post(
+        paths["刘某"] + "/ready", data={"csrf_token": csrf(html), "acknowledge": "yes"}
+    )
     status, html, _ = await page(client, paths["刘某"] + "/room")
     assert status == 200 and 'id="staff-panel"' not in html and 'data-staff="false"' in html

@@ -15,7 +15,6 @@ gets a readable 403 page that says to ask the mediation office for a new link.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,10 +85,11 @@ ROOM_TEXTS: dict[str, str] = {
     "camera_off": N_("Camera off"),
     "sharing": N_("Sharing the screen"),
     "hand": N_("Hand raised"),
-    "mic_off": N_("Turn microphone on"),
-    "mic_on": N_("Turn microphone off"),
-    "cam_off": N_("Turn camera on"),
-    "cam_on": N_("Turn camera off"),
+    # Button labels say what a tap does; short enough for six buttons across a phone.
+    "mic_off": N_("Unmute"),
+    "mic_on": N_("Mute"),
+    "cam_off": N_("Start video"),
+    "cam_on": N_("Stop video"),
     "share_start": N_("Share screen"),
     "share_stop": N_("Stop sharing"),
     "hand_up": N_("Raise hand"),
@@ -117,7 +117,7 @@ ROOM_TEXTS: dict[str, str] = {
     "lobby_empty": N_("Nobody is waiting."),
     "admit": N_("Admit"),
     "deny": N_("Do not admit"),
-    "remove": N_("Remove"),
+    "remove": N_("Remove from the hearing"),
     "readmit": N_("Admit again"),
     "mute_other": N_("Mute"),
     "room_main": N_("Main hearing room"),
@@ -384,8 +384,5 @@ async def room(request: web.Request) -> web.StreamResponse:
         response = web.Response(status=303, headers={"Location": f"/h/{token}"})
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
-    values.update(
-        room_texts=_texts(ROOM_TEXTS),
-        scheduled=hearing.scheduled_at.astimezone(dt.UTC).isoformat(),
-    )
+    values.update(room_texts=_texts(ROOM_TEXTS))
     return _render(request, "hearing_room.html", values)

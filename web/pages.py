@@ -1,5 +1,6 @@
 """Server-rendered pages for staff: sign-in, the case register, intake, the case file (parties,
-lifecycle, dispatch, history) and the administration pages.
+lifecycle, dispatch, hearings and their links, history) and the administration pages (accounts,
+dispatch rules, organisations, the notification outbox).
 
 Handlers stay thin: read the form, call the ``cases`` functions inside one unit of work, then
 redirect (303) or re-render. A form the domain rejects as ``Invalid`` is shown again with the
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,31 @@ from cases.models import (
     Party,
     User,
 )
-from rooms.catalogue import HEARING_AUDIT_LABELS
+from cases.notifications import (
+    CHANNELS,
+    SMS,
+    Notification,
+    OutboxMessage,
+    OutboxSender,
+    Sender,
+    do_notify,
+)
+from config import Settings
+from rooms import hearings as hearing_actions
+from rooms.catalogue import (
+    AGENT,
+    ENDED,
+    HEARING_AUDIT_LABELS,
+    HEARING_STATUSES,
+    NEUTRAL,
+    OBSERVER_ROLES,
+    PARTICIPANT_KINDS,
+    PARTICIPANT_STATES,
+    PARTY,
+    SIDES,
+)
+from rooms.invitations import do_revoke_invitation, issue_invitation
+from rooms.models import Hearing, HearingParticipant
 from web import i18n
 from web.context import (
     LOCALE_COOKIE,
@@ -96,6 +122,7 @@ AUDIT_LABELS: dict[str, str] = {
     AuditAction.DISPATCH_RULE_REMOVED: N_("Dispatch rule removed"),
     AuditAction.RELATIONSHIP_DECLARED: N_("Relationship declared"),
     AuditAction.DEMO_SEEDED: N_("Demo data created"),
+    AuditAction.NOTIFICATION_QUEUED: N_("Notification put in the outbox"),
     **HEARING_AUDIT_LABELS,
 }
 
@@ -109,6 +136,12 @@ VOCABULARIES: dict[str, Mapping[str, str]] = {
     "role": STAFF_ROLES,
     "org_kind": ORGANISATION_KINDS,
     "action": AUDIT_LABELS,
+    "hearing_status": HEARING_STATUSES,
+    "participant_kind": PARTICIPANT_KINDS,
+    "participant_state": PARTICIPANT_STATES,
+    "observer_role": OBSERVER_ROLES,
+    "side": SIDES,
+    "notification_channel": CHANNELS,
 }
 
 # Notices shown after a successful POST (``?done=key``); fixed texts, never user input.
@@ -130,6 +163,14 @@ DONE_MESSAGES: dict[str, str] = {
     ),
     "organisation_created": N_("The organisation has been created."),
     "categories": N_("The organisation's categories have been saved."),
+    "hearing_scheduled": N_(
+        "The hearing has been scheduled. Parties and agents with a phone number are sent their "
+        "own link by text message; give the others their link yourself."
+    ),
+    "link_renewed": N_(
+        "A new link has been made and the old one no longer works. If the participant has a "
+        "phone number, the new link is sent to them by text message."
+    ),
 }
 
 # Roles an organisation administrator may give to the accounts they create.
@@ -193,6 +234,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(r"/cases/{case_id:\d+}/assign", case_assign)
     router.add_post(r"/cases/{case_id:\d+}/recusal", case_recusal)
     router.add_post(r"/cases/{case_id:\d+}/route", case_route)
+    router.add_post(r"/cases/{case_id:\d+}/hearings", hearing_schedule)
+    router.add_post(
+        r"/cases/{case_id:\d+}/hearings/{hearing_id:\d+}/participants/{participant_id:\d+}/link",
+        hearing_new_link,
+    )
     router.add_get("/admin/dispatch", dispatch_page)
     router.add_post("/admin/dispatch", dispatch_add)
     router.add_post(r"/admin/dispatch/{rule_id:\d+}/delete", dispatch_delete)
@@ -202,6 +248,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/admin/organisations", organisations_page)
     router.add_post("/admin/organisations", organisations_create)
     router.add_post(r"/admin/organisations/{org_id:\d+}/categories", organisations_categories)
+    router.add_get("/admin/outbox", outbox_page)
 
 
 # ---- template helpers ----------------------------------------------------------------------
@@ -774,6 +821,7 @@ async def case_page_values(
     revealed: dict[int, str] | None = None,
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
+    hearing_form: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``case_detail.html`` shows, read inside the caller's transaction."""
     parties = list(case.parties)
@@ -797,7 +845,14 @@ async def case_page_values(
     order = list(lifecycle.STATUS_LABELS)
     targets = sorted(lifecycle.allowed_targets(case.status), key=order.index)
     history = await case_history(session, case, party_names)
+    can_progress = access.can_progress_case(user, case)
+    hearing_values = (
+        await hearing_section_values(session, request, user, case, hearing_form)
+        if can_progress
+        else {"hearings": [], "schedulable": False}
+    )
     return {
+        **hearing_values,
         "case": case,
         "parties": parties,
         "party_names": party_names,
@@ -805,7 +860,7 @@ async def case_page_values(
         "revealed": revealed or {},
         "can_reveal": access.can_reveal_id_numbers(user, case),
         "can_manage": can_manage,
-        "can_progress": access.can_progress_case(user, case),
+        "can_progress": can_progress,
         "can_route": can_route,
         "route_targets": route_targets,
         "targets": targets,
@@ -955,6 +1010,12 @@ def summarise(
     if action == AuditAction.ID_NUMBER_REVEALED:
         party_id = as_id(entry.object_id) or -1
         return _("ID number of %(name)s", name=party_names.get(party_id, entry.object_id))
+    if action == AuditAction.NOTIFICATION_QUEUED:
+        return _(
+            "%(channel)s to %(recipient)s",
+            channel=label(d.get("channel"), "notification_channel"),
+            recipient=d.get("recipient", ""),
+        )
     return ""
 
 
@@ -966,11 +1027,19 @@ async def render_case(
     revealed: dict[int, str] | None = None,
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
+    hearing_form: dict[str, Any] | None = None,
 ) -> web.Response:
     async with transaction(request) as session:
         case = await load_case(session, request, user)
         page = await case_page_values(
-            session, request, user, case, revealed=revealed, errors=errors, values=values
+            session,
+            request,
+            user,
+            case,
+            revealed=revealed,
+            errors=errors,
+            values=values,
+            hearing_form=hearing_form,
         )
     return render(request, "case_detail.html", page, status=status)
 
@@ -1132,6 +1201,317 @@ async def case_route(request: web.Request) -> web.StreamResponse:
             "request_path": "/cases",
         },
     )
+
+
+# ---- the case file: hearings and their links -----------------------------------------------
+
+OBSERVER_ROWS = 3  # observer rows the form always shows, so it works without JavaScript
+DEFAULT_HEARING_TIME = "09:30"
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2})(?::[0-9]{2}(?:\.[0-9]+)?)?")
+# Text messages are written in the platform's language, not in the language the staff member
+# happens to read the page in: the party never chose that one.
+SMS_INVITATION = N_(
+    "%(organisation)s: the online mediation hearing of your case %(number)s is on %(time)s "
+    "(%(zone)s). Shortly before it starts, open your own link in a phone or computer browser: "
+    "%(link)s This link is only for you; do not pass it on to anyone."
+)
+SMS_NEW_LINK = N_(
+    "%(organisation)s: your new link for the online mediation hearing of case %(number)s on "
+    "%(time)s (%(zone)s): %(link)s Earlier links no longer work. This link is only for you; do "
+    "not pass it on to anyone."
+)
+SMS_QUESTIONS = N_("Questions: %(phone)s")
+
+
+def zone_label(zone: str) -> str:
+    """ "Beijing time" for the zones China uses, else the zone's name."""
+    return _("Beijing time") if zone in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else zone
+
+
+@contextmanager
+def language(locale: str) -> Iterator[None]:
+    """Translate in ``locale`` for the duration of the block, then go back to the request's."""
+    previous = i18n.current_locale()
+    i18n.activate(locale)
+    try:
+        yield
+    finally:
+        i18n.activate(previous)
+
+
+def blank_hearing_form(zone: ZoneInfo) -> dict[str, Any]:
+    tomorrow = dt.datetime.now(zone).date() + dt.timedelta(days=1)
+    return {
+        "date": tomorrow.isoformat(),
+        "time": DEFAULT_HEARING_TIME,
+        "duration": "60",
+        "title": "",
+        "record": False,
+        "clerk_ids": [],
+        "observers": [{"name": "", "role": "", "side": NEUTRAL} for _i in range(OBSERVER_ROWS)],
+    }
+
+
+def read_hearing_form(form: Form) -> dict[str, Any]:
+    """The scheduling form as sent, trimmed (kept as typed, to show it again on an error)."""
+    observers = []
+    for n in range(OBSERVER_ROWS):
+        row = {key: text_field(form, f"observer-{n}-{key}") for key in ("name", "role", "side")}
+        observers.append(row)
+    return {
+        "date": text_field(form, "date")[:20],
+        "time": text_field(form, "time")[:20],
+        "duration": text_field(form, "duration")[:10],
+        "title": text_field(form, "title"),
+        "record": form.get("record") == "yes",
+        "clerk_ids": [v for v in list_field(form, "clerk_ids") if as_id(v) is not None],
+        "observers": observers,
+    }
+
+
+def local_to_utc(day: str, time: str, zone: ZoneInfo) -> dt.datetime:
+    """The instant a date and wall-clock time typed in ``zone`` name, as an aware UTC datetime.
+    A time the clocks skip (daylight saving, in zones that have it) is refused, not guessed."""
+    time_match = TIME_RE.fullmatch(time)
+    try:
+        if not DATE_RE.fullmatch(day) or time_match is None:
+            raise ValueError
+        local = dt.datetime.combine(
+            dt.date.fromisoformat(day),
+            dt.time(int(time_match.group(1)), int(time_match.group(2))),
+            tzinfo=zone,
+        )
+        moment = local.astimezone(dt.UTC)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError):
+        raise Invalid(
+            N_("Give the date and the time of the hearing, for example 2026-12-01 and 09:30."),
+            code="invalid_time",
+        ) from None
+    if moment.astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise Invalid(
+            N_(
+                "This time does not exist in the local time zone (the clocks change); choose another."
+            ),
+            code="nonexistent_time",
+        )
+    return moment
+
+
+def hearing_input(values: Mapping[str, Any], zone: ZoneInfo) -> hearing_actions.HearingInput:
+    """``HearingInput`` from the form; the domain checks the rest (``check_hearing_input``)."""
+    scheduled_at = local_to_utc(values["date"], values["time"], zone)
+    if not re.fullmatch(r"[0-9]{1,4}", values["duration"]):
+        raise Invalid(N_("Give the duration in minutes, for example 60."), code="invalid_duration")
+    observers = tuple(
+        hearing_actions.ObserverInput(
+            name=row["name"], role=row["role"] or "observer", side=row["side"] or NEUTRAL
+        )
+        for row in values["observers"]
+        if row["name"]
+    )
+    return hearing_actions.HearingInput(
+        scheduled_at=scheduled_at,
+        duration_minutes=int(values["duration"]),
+        title=values["title"],
+        record=bool(values["record"]),
+        observers=observers,
+        clerk_ids=tuple(int(v) for v in values["clerk_ids"]),
+    )
+
+
+def invitation_url(config: Settings, hearing: Hearing, participant: HearingParticipant) -> str:
+    """A fresh link at the participant's current version. Issuing writes nothing, so every
+    link issued since the last "new link" works until the hearing's links expire."""
+    return config.base_url + "/h/" + issue_invitation(config.secret_key, hearing, participant)
+
+
+def notification_sender(session: AsyncSession) -> Sender:
+    """Where notifications go: the outbox, in the request's transaction (see ``cases.notifications``
+    for why a real gateway delivers from there rather than being called here)."""
+    return OutboxSender(session)
+
+
+def invitation_text(
+    config: Settings, case: Case, hearing: Hearing, link: str, *, renewed: bool
+) -> str:
+    """The text message with a participant's link, in the platform's default language."""
+    zone = ZoneInfo(config.timezone)
+    with language(config.default_locale):
+        text = _(
+            SMS_NEW_LINK if renewed else SMS_INVITATION,
+            organisation=case.organisation.name,
+            number=case.number,
+            time=format_local(hearing.scheduled_at, zone),
+            zone=zone_label(config.timezone),
+            link=link,
+        )
+        if case.organisation.phone:
+            text += " " + _(SMS_QUESTIONS, phone=case.organisation.phone)
+    return text
+
+
+async def send_invitations(
+    session: AsyncSession,
+    request: web.Request,
+    case: Case,
+    hearing: Hearing,
+    participants: Iterable[HearingParticipant],
+    *,
+    renewed: bool = False,
+) -> int:
+    """Text each party and agent among ``participants`` who has a phone number their own link;
+    everyone else gets theirs from the staff (the case page shows it). Returns how many."""
+    config = settings(request)
+    sender = notification_sender(session)
+    phones = {p.id: p.phone.strip() for p in case.parties}
+    sent = 0
+    for participant in participants:
+        phone = phones.get(participant.party_id or 0, "")
+        if participant.kind not in (PARTY, AGENT) or not phone:
+            continue
+        link = invitation_url(config, hearing, participant)
+        notification = Notification(
+            channel=SMS,
+            recipient=phone,
+            body=invitation_text(config, case, hearing, link, renewed=renewed),
+            case_id=case.id,
+            hearing_id=hearing.id,
+            participant_id=participant.id,
+        )
+        await do_notify(session, actor(request), sender, notification, case=case)
+        sent += 1
+    return sent
+
+
+def may_see_link(user: User, hearing: Hearing, participant: HearingParticipant) -> bool:
+    """Who sees a participant's link on the case page. A staff participant's link is theirs
+    alone (whoever opens it runs the hearing as them), so only they see it; the links of
+    parties, agents and observers are handed out by the office, so the office sees them. Nobody
+    needs a link to an ended hearing."""
+    if hearing.status == ENDED:
+        return False
+    if participant.user_id is not None:
+        return participant.user_id == user.id
+    return True
+
+
+async def hearing_section_values(
+    session: AsyncSession,
+    request: web.Request,
+    user: User,
+    case: Case,
+    form: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The "Hearings" section of the case page: each hearing with its participants (state,
+    link where ``may_see_link``, when their last text message was queued) and the form."""
+    config = settings(request)
+    found = await hearing_actions.hearings_of_case(session, case.id)
+    last_sms: dict[int, dt.datetime] = {}
+    if found:
+        for participant_id, created_at in (
+            await session.execute(
+                select(OutboxMessage.participant_id, OutboxMessage.created_at)
+                .where(OutboxMessage.hearing_id.in_([h.id for h in found]))
+                .order_by(OutboxMessage.created_at)
+            )
+        ).all():
+            if participant_id is not None:
+                last_sms[participant_id] = created_at
+    phones = {p.id: p.phone for p in case.parties}
+    rows = [
+        {
+            "hearing": hearing,
+            "participants": [
+                {
+                    "participant": p,
+                    "phone": phones.get(p.party_id or 0, ""),
+                    "link": invitation_url(config, hearing, p)
+                    if may_see_link(user, hearing, p)
+                    else None,
+                    "last_sms": last_sms.get(p.id),
+                }
+                for p in hearing.participants
+            ],
+        }
+        for hearing in found
+    ]
+    clerks = list(
+        (
+            await session.scalars(
+                select(User)
+                .where(
+                    User.role == "clerk",
+                    User.active.is_(True),
+                    User.organisation_id == case.organisation_id,
+                )
+                .order_by(User.id)
+            )
+        ).all()
+    )
+    return {
+        "hearings": rows,
+        "schedulable": case.status in hearing_actions.SCHEDULABLE_CASE_STATES
+        and case.mediator_id is not None,
+        "hearing_form": form or blank_hearing_form(ZoneInfo(config.timezone)),
+        "clerk_options": clerks,
+        "zone_label": zone_label(config.timezone),
+        "min_duration": hearing_actions.MIN_DURATION_MINUTES,
+        "max_duration": hearing_actions.MAX_DURATION_MINUTES,
+    }
+
+
+async def hearing_schedule(request: web.Request) -> web.StreamResponse:
+    """Schedule a hearing from the case page, issue every participant's link and text the
+    parties and agents theirs — all in one transaction, so a hearing never exists without its
+    notifications, nor the other way round."""
+    user = require_user(request)
+    form = read_hearing_form(await request.post())
+    zone = ZoneInfo(settings(request).timezone)
+    try:
+        async with transaction(request) as session:
+            case = await load_case(session, request, user)
+            access.require(access.can_progress_case(user, case))
+            data = hearing_input(form, zone)
+            hearing = await hearing_actions.do_schedule_hearing(session, actor(request), case, data)
+            await send_invitations(session, request, case, hearing, hearing.participants)
+            case_id, hearing_id = case.id, hearing.id
+    except (Invalid, Conflict) as exc:
+        return await render_case(
+            request,
+            user,
+            status=409 if isinstance(exc, Conflict) else 422,
+            errors={"hearing": translated(exc)},
+            hearing_form=form,
+        )
+    return case_done(case_id, "hearing_scheduled", f"hearing-{hearing_id}")
+
+
+async def hearing_new_link(request: web.Request) -> web.StreamResponse:
+    """ "New link": every earlier link of the participant stops working (``do_revoke_invitation``,
+    audited), a new one is issued and, for a party or agent with a phone, sent again."""
+    user = require_user(request)
+    hearing_id = route_int(request, "hearing_id")
+    participant_id = route_int(request, "participant_id")
+    try:
+        async with transaction(request) as session:
+            case = await load_case(session, request, user)
+            access.require(access.can_progress_case(user, case))
+            hearing = await hearing_actions.get_hearing(session, hearing_id)
+            participant = next((p for p in hearing.participants if p.id == participant_id), None)
+            if hearing.case_id != case.id or participant is None:
+                raise web.HTTPNotFound()
+            if hearing.status == ENDED:
+                raise Conflict(
+                    N_("This hearing has ended; its links cannot be renewed."),
+                    code="hearing_ended",
+                )
+            await do_revoke_invitation(session, actor(request), participant)
+            await send_invitations(session, request, case, hearing, [participant], renewed=True)
+            case_id = case.id
+    except Conflict as exc:
+        return await render_case(request, user, status=409, errors={"hearings": translated(exc)})
+    return case_done(case_id, "link_renewed", f"hearing-{hearing_id}")
 
 
 # ---- administration: dispatch rules --------------------------------------------------------
@@ -1451,3 +1831,45 @@ async def organisations_categories(request: web.Request) -> web.StreamResponse:
             request, errors={f"org-{org_id}": translated(exc)}, status=422
         )
     return redirect("/admin/organisations?done=categories")
+
+
+# ---- administration: the notification outbox -----------------------------------------------
+
+
+async def outbox_page(request: web.Request) -> web.StreamResponse:
+    """Every notification handed to the sender, newest first: all of them for the system
+    administrator, those about their organisation's cases for an organisation administrator."""
+    user = require_user(request, access.ADMIN_ROLES)
+    query = select(OutboxMessage, Case.id, Case.number).outerjoin(
+        Case, Case.id == OutboxMessage.case_id
+    )
+    if not access.is_system_admin(user):
+        query = query.where(Case.organisation_id == user.organisation_id)
+    page = as_id(request.query.get("page", "1")) or 1
+    async with transaction(request) as session:
+        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        page = min(page, pages)
+        rows = [
+            {"message": message, "case_id": case_id, "case_number": number}
+            for message, case_id, number in (
+                await session.execute(
+                    query.order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+                    .offset((page - 1) * PAGE_SIZE)
+                    .limit(PAGE_SIZE)
+                )
+            ).all()
+        ]
+    return render(
+        request,
+        "admin_outbox.html",
+        {
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "prev_link": f"/admin/outbox?page={page - 1}" if page > 1 else None,
+            "next_link": f"/admin/outbox?page={page + 1}" if page < pages else None,
+            "request_path": "/admin/outbox",
+        },
+    )

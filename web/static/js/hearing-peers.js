@@ -6,6 +6,9 @@
 // RTCPeerConnection anyway (aiortc has no ICE restart).
 
 const RETRY_AFTER_FAILURE_MS = 1500;
+// A connection that is not up by then is started again (with wrong TURN credentials, for
+// one, no "failed" ever comes).
+const CONNECT_TIMEOUT_MS = 15000;
 
 export class Mesh {
   // send(payload): emit a "signal" event; onTrack(id, stream): a remote track arrived;
@@ -84,6 +87,11 @@ export class Mesh {
         }, RETRY_AFTER_FAILURE_MS);
       }
     };
+    setTimeout(() => {
+      if (this.pcs.get(id) === pc && pc.connectionState !== "connected" && this.wanted.has(id) && this.myId < id) {
+        this.offer(id);
+      }
+    }, CONNECT_TIMEOUT_MS);
     this.onChange(id);
     return pc;
   }
@@ -167,10 +175,6 @@ export class Mesh {
       }
     }
     await Promise.all(jobs);
-  }
-
-  setTracks(tracks) {
-    this.tracks = { ...this.tracks, ...tracks };
   }
 
   // Cap the video bitrate on every connection (each peer costs upload in a mesh).

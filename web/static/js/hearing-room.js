@@ -55,8 +55,8 @@ const state = {
   mic: null,
   camera: null,
   screen: null,
-  micOn: true,
-  camOn: true,
+  micOn: false,
+  camOn: false,
   hand: false,
   level: 0,
   lastSentLevel: -1,
@@ -67,7 +67,7 @@ const state = {
   profile: null,
   chatIds: new Set(),
   unread: 0,
-  lobbyIds: new Set(),
+  lobbyNotices: new Map(), // waiting participant id → their note
   hands: new Map(),
   timers: [],
   stopMeter: () => {},
@@ -76,9 +76,19 @@ const state = {
 const socket = io("/hearing", { transports: ["websocket"], auth: { token }, autoConnect: false });
 
 const mesh = new Mesh({
-  send: (payload) => socket.emit("signal", payload),
-  onTrack: (id) => attachRemote(id),
-  onChange: () => scheduleRender(),
+  send: (payload) => {
+    mark(payload.description ? `sent_${payload.description.type}` : "sent_candidate");
+    socket.emit("signal", payload);
+  },
+  onTrack: (id) => {
+    mark("track");
+    attachRemote(id);
+  },
+  onChange: (id) => {
+    const pc = mesh.pcs.get(id);
+    if (pc) mark(`pc_${pc.connectionState}`);
+    scheduleRender();
+  },
 });
 
 // Test and support hook: the live peer connections and the last view from the server.
@@ -88,7 +98,17 @@ window.yuntiao = {
   firstRemoteFrameMs: null,
   socketConnectedMs: null,
   mediaReadyMs: null,
+  marks: {}, // first time (ms since navigation) each step of joining happened
+  trace: [], // [wall-clock ms, step] of the last steps, for support and tests
 };
+
+function mark(name) {
+  window.yuntiao.marks[name] ??= Math.round(performance.now());
+  const trace = window.yuntiao.trace;
+  trace.push([Date.now(), name]);
+  if (trace.length > 300) trace.shift();
+}
+mark("script");
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -148,22 +168,35 @@ const PROFILES = [
   [Infinity, { width: 320, height: 240, frameRate: 12 }, 150_000],
 ];
 
+// Runs while the socket connects (a connection made before the media is ready sends nothing
+// until replaceTrack puts the tracks in: the transceivers are negotiated send-and-receive).
 async function startMedia() {
   const prefs = loadPrefs();
   const result = await startLocalMedia(prefs, PROFILES[0][1]);
+  if (state.finished) {
+    stopStream(result.stream);
+    return;
+  }
   state.stream = result.stream;
   state.mic = state.stream.getAudioTracks()[0] ?? null;
   state.camera = state.stream.getVideoTracks()[0] ?? null;
   state.micOn = Boolean(state.mic);
   state.camOn = Boolean(state.camera);
-  mesh.setTracks({ audio: state.mic, video: state.camera });
+  mark("media");
+  await Promise.all([mesh.replaceTrack("audio", state.mic), mesh.replaceTrack("video", state.screen || state.camera)]);
   if (!state.mic && !state.camera) notice(t("no_media"), "error", 0);
   else if (!state.camera) notice(t("audio_only"), "info", 12000);
   state.stopMeter = levelMeter(state.stream, (level) => {
-    state.level = state.micOn ? level : 0;
+    // Keep the loudest moment since the last report: speech comes in bursts shorter than
+    // the reporting interval.
+    state.level = Math.max(state.level, state.micOn ? level : 0);
   });
   ui.waitingPreview.srcObject = state.camera ? state.stream : null;
   window.yuntiao.mediaReadyMs = performance.now();
+  // The room size may already be known: size the camera for it.
+  state.profile = null;
+  adaptToRoomSize(mesh.wanted.size);
+  sendMediaState();
 }
 
 // Fewer pixels and bits per peer as the room grows: each browser sends to every other one.
@@ -253,6 +286,7 @@ function makeTile(id) {
   video.muted = true; // sound plays through the <audio> element (autoplay rules differ)
   video.addEventListener("loadeddata", () => {
     tile.classList.add("has-video");
+    if (id !== myId()) mark("remote_frame");
     if (id !== myId() && window.yuntiao.firstRemoteFrameMs === null) {
       window.yuntiao.firstRemoteFrameMs = performance.now();
     }
@@ -470,10 +504,14 @@ function renderStaff(view) {
     lobbyItems.push(li);
   }
   ui.lobbyList.replaceChildren(...lobbyItems);
+  // A note when someone arrives in the lobby; it goes away once they are dealt with.
+  const waitingNow = new Map();
   for (const person of lobby) {
-    if (!state.lobbyIds.has(person.id)) notice(t("someone_waiting", { name: person.name }));
+    const box = state.lobbyNotices.get(person.id);
+    waitingNow.set(person.id, box?.isConnected ? box : notice(t("someone_waiting", { name: person.name }), "info", 0));
   }
-  state.lobbyIds = new Set(lobby.map((p) => p.id));
+  for (const [id, box] of state.lobbyNotices) if (!waitingNow.has(id)) box.remove();
+  state.lobbyNotices = waitingNow;
 
   const everyone = (view.everyone || view.participants || []).filter((p) => p.id !== me && p.state !== "waiting");
   ui.peopleList.replaceChildren(
@@ -489,6 +527,9 @@ function renderStaff(view) {
   );
 
   const rooms = new Set(["main", ...(view.subrooms || [])]);
+  const caucus = rooms.size > 1;
+  for (const id of ["caucus-end", "move-go"]) $(id).disabled = !caucus;
+  ui.moveRoom.disabled = !caucus;
   const current = ui.moveRoom.value || view.you.subroom;
   ui.moveRoom.replaceChildren(
     ...[...rooms].map((room) => {
@@ -576,6 +617,8 @@ function finish(message, { reload = false } = {}) {
 
 function onSync(view) {
   if (state.finished || !view?.you) return;
+  mark("sync");
+  if (view.peers?.length) mark("sync_with_peers");
   state.sync = view;
   window.yuntiao.state = view;
   const you = view.you;
@@ -583,6 +626,7 @@ function onSync(view) {
   if (you.state === "denied") return finish(t("denied"));
   if (you.state === "removed") return finish(t("removed"));
   const admitted = you.state === "admitted";
+  if (admitted) mark("admitted");
   if (admitted && (!state.admitted || state.needMediaState)) {
     state.admitted = true;
     state.needMediaState = false;
@@ -616,6 +660,9 @@ socket.on("connect", () => {
 socket.on("disconnect", (reason) => {
   if (state.finished) return;
   setStatus(t("reconnecting_self"), true);
+  // The others drop their connections to someone the server no longer sees; drop ours too, so
+  // the sync after reconnecting builds every connection afresh on both sides.
+  mesh.closeAll();
   // The server closed us without saying why (e.g. it restarted): try again ourselves, since
   // socket.io only reconnects by itself after a network loss.
   if (reason === "io server disconnect") setTimeout(() => state.finished || socket.connect(), 1000);
@@ -631,7 +678,10 @@ socket.on("connect_error", (error) => {
   finish(error?.data?.message || error?.message || t("denied"));
 });
 socket.on("sync", onSync);
-socket.on("signal", (message) => mesh.handleSignal(message));
+socket.on("signal", (message) => {
+  mark(message.description ? `signal_${message.description.type}` : "signal_candidate");
+  mesh.handleSignal(message);
+});
 socket.on("chat", (message) => addChat(message, true));
 socket.on("chat_history", (messages) => {
   const list = Array.isArray(messages) ? messages : messages?.messages || [];
@@ -751,6 +801,7 @@ every(500, () => {
   const id = myId();
   if (id === null) return;
   const level = Math.round(state.level * 10) / 10;
+  state.level = 0;
   state.levels.set(id, { level, at: performance.now() });
   if (state.admitted && socket.connected && level !== state.lastSentLevel) {
     state.lastSentLevel = level;
@@ -763,7 +814,9 @@ every(300, () => {
   let loudest = null;
   let best = 0.15;
   for (const [id, { level, at }] of state.levels) {
-    if (now - at < 2000 && level > best) {
+    // Others report only changes (a steady voice sends nothing new), so their last level
+    // holds for a while; a page that went away stops counting after 10 s.
+    if (now - at < 10000 && level > best) {
       best = level;
       loudest = id;
     }
@@ -800,5 +853,5 @@ every(3000, async () => {
 chatEmpty();
 setStatus(t("connecting"));
 renderControls();
-await startMedia();
 socket.connect();
+startMedia();
