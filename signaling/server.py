@@ -15,9 +15,11 @@ so a revoked link stops working on an open connection.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -75,6 +77,7 @@ class HearingSignaling:
         # With several processes another one may change a hearing: always read fresh then.
         self.cache_snapshots = cache_snapshots
         self.snapshots: dict[int, CachedSnapshot] = {}
+        self._signal_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         sio.on("connect", namespace=NAMESPACE)(self.on_connect)
         sio.on("disconnect", namespace=NAMESPACE)(self.on_disconnect)
         for event in catalogue.CLIENT_EVENTS:
@@ -121,6 +124,13 @@ class HearingSignaling:
             await self.sio.emit("replaced", {}, to=old, namespace=NAMESPACE)
             await self.sio.disconnect(old, namespace=NAMESPACE)
         await self.sio.enter_room(sid, _room(participant_id), namespace=NAMESPACE)
+        # The first sync and the chat history go out once the connection is confirmed:
+        # events emitted inside the connect handler reach the client before its "connected".
+        self.sio.start_background_task(self._welcome, sid, hearing_id, participant_id)
+        return True
+
+    async def _welcome(self, sid: str, hearing_id: int, participant_id: int) -> None:
+        await asyncio.sleep(0)
         await self.sync(hearing_id)
         async with self.maker() as session:
             participant_row = await session.get(HearingParticipant, participant_id)
@@ -137,9 +147,9 @@ class HearingSignaling:
                     to=sid,
                     namespace=NAMESPACE,
                 )
-        return True
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._signal_locks.pop(sid, None)
         found = await self.connections.drop(sid)
         if found is not None:
             # Still admitted: the others see "reconnecting" until they come back or leave.
@@ -152,6 +162,15 @@ class HearingSignaling:
         method = getattr(self, f"on_{event}")
 
         async def handle(sid: str, data: Any = None) -> None:
+            if event == "signal":
+                # python-socketio runs each event in its own task; a description and the
+                # candidates that follow it must still leave in the order they came.
+                async with self._signal_locks[sid]:
+                    await dispatch(sid, data)
+            else:
+                await dispatch(sid, data)
+
+        async def dispatch(sid: str, data: Any) -> None:
             state = await self.sio.get_session(sid, namespace=NAMESPACE)
             locale = state.get("locale", "zh_CN")
             try:
