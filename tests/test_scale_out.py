@@ -28,8 +28,8 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = _free_port()
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve"],

@@ -25,9 +25,11 @@ from web.context import SETTINGS
 class Peer:
     """A socket.io client that records every event it receives."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, reconnect: bool = False) -> None:
         self.name = name
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=1
+        )
         self.events: dict[str, list[Any]] = defaultdict(list)
         self.arrived = asyncio.Event()
 
