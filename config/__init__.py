@@ -95,6 +95,20 @@ class Settings:
     turn_credential_ttl_s: int = _setting(
         6 * 3600, "Lifetime of the TURN credentials given to a participant, in seconds."
     )
+    evidence_max_file_bytes: int = _setting(
+        2 * 1024 * 1024 * 1024, "Largest single evidence file accepted, in bytes."
+    )
+    evidence_max_case_bytes: int = _setting(
+        10 * 1024 * 1024 * 1024,
+        "Total evidence one case may store (withdrawn items and unfinished uploads count), "
+        "in bytes.",
+    )
+    evidence_encryption_key: str = _setting(
+        "",
+        "Base64 AES-256 master key for evidence files at rest. "
+        "Empty: generated on first start into DATA_DIR/evidence.key.",
+        secret=True,
+    )
 
     @property
     def database_url_resolved(self) -> str:
@@ -127,7 +141,15 @@ class Settings:
         field_key = self.field_encryption_key or _keyfile(
             self.data_dir / "field.key", base64.b64encode(secrets.token_bytes(32)).decode()
         )
-        return dataclasses.replace(self, secret_key=secret, field_encryption_key=field_key)
+        evidence_key = self.evidence_encryption_key or _keyfile(
+            self.data_dir / "evidence.key", base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+        return dataclasses.replace(
+            self,
+            secret_key=secret,
+            field_encryption_key=field_key,
+            evidence_encryption_key=evidence_key,
+        )
 
 
 def _keyfile(path: Path, fresh: str) -> str:

@@ -1,4 +1,5 @@
-"""The ``yuntiao`` command line: serve, db upgrade, demo, audit verify, user create.
+"""The ``yuntiao`` command line: serve, db upgrade, demo, audit verify, evidence verify,
+user create.
 
 Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every sub-command has
 ``--help``.
@@ -125,6 +126,33 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _evidence_verify(maker: Maker, settings: Settings, sign: bool) -> tuple[bool, str]:
+    from evidence import ledger
+    from evidence.runtime import EvidenceRuntime
+    from evidence.verify import verify_all
+
+    runtime = EvidenceRuntime.from_settings(settings)
+    async with maker() as session:
+        report = await verify_all(session, runtime.store, runtime.key)
+    lines = [
+        f"{'OK' if report.ok else 'BROKEN'}: {report.files} evidence files re-hashed, "
+        f"{report.entries} ledger entries, {report.tree_heads} signed tree heads checked"
+    ]
+    lines += [f"  - {problem}" for problem in report.problems]
+    if report.ok and sign:
+        async with transaction(maker) as session:
+            head = await ledger.sign_tree_head(session, runtime.key)
+        lines.append(f"Signed tree head: size {head.tree_size}, root {head.root_hash}")
+    return report.ok, "\n".join(lines)
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    ok, message = _run_db(settings, _evidence_verify, settings, args.sign)
+    print(message)
+    return 0 if ok else 1
+
+
 async def _create_user(
     maker: Maker, settings: Settings, args: argparse.Namespace, password: str
 ) -> str:
@@ -209,6 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
         "was edited, deleted or inserted outside the application.",
     )
     verify.set_defaults(func=cmd_audit_verify)
+
+    evidence = sub.add_parser(
+        "evidence", help="evidence files and ledger", description="Evidence commands."
+    )
+    evidencesub = evidence.add_subparsers(dest="evidence_command", required=True)
+    everify = evidencesub.add_parser(
+        "verify",
+        help="re-hash stored evidence and check the ledger",
+        description="Decrypt and re-hash every stored evidence file, recompute the evidence "
+        "ledger (Merkle log) and check every signed tree head; exit 1 and name each mismatch "
+        "(changed stored byte, missing or altered ledger entry, tree head that no longer fits).",
+    )
+    everify.add_argument(
+        "--sign", action="store_true", help="when all is well, sign and store a new tree head"
+    )
+    everify.set_defaults(func=cmd_evidence_verify)
 
     user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
     usersub = user.add_subparsers(dest="user_command", required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import admin, cases
+from server.api import admin, cases, evidence
 from server.api.registry import PREFIX, ApiRegistry, json_response
 
 
@@ -12,6 +12,7 @@ def build_registry() -> ApiRegistry:
     api = ApiRegistry()
     admin.register(api)
     cases.register(api)
+    evidence.register(api)
     return api
 
 

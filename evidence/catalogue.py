@@ -1,0 +1,44 @@
+"""Closed vocabularies of evidence, each code with its translatable English label (``N_``)."""
+
+from __future__ import annotations
+
+from cases.catalogue import N_
+
+# The categories of evidence of the civil procedure rules, as a mediation file uses them.
+CATEGORIES: dict[str, str] = {
+    "documentary": N_("Documentary evidence"),
+    "physical": N_("Physical evidence (photographs)"),
+    "audiovisual": N_("Audio-visual material"),
+    "electronic": N_("Electronic data"),
+    "witness": N_("Witness statement"),
+    "expert": N_("Expert opinion"),
+}
+
+SUBMITTED = "submitted"
+WITHDRAWN = "withdrawn"
+STATUSES: dict[str, str] = {
+    SUBMITTED: N_("Submitted"),
+    WITHDRAWN: N_("Withdrawn"),
+}
+
+# Events of the evidence ledger (``evidence.ledger``). Appending one is a deliberate act.
+EV_SUBMITTED = "submitted"
+EV_VIEWED = "viewed"
+EV_DOWNLOADED = "downloaded"
+EV_WITHDRAWN = "withdrawn"
+EV_MATCH_CHECKED = "match_checked"
+EVENTS: dict[str, str] = {
+    EV_SUBMITTED: N_("Evidence submitted"),
+    EV_VIEWED: N_("Evidence viewed"),
+    EV_DOWNLOADED: N_("Evidence downloaded"),
+    EV_WITHDRAWN: N_("Evidence withdrawn"),
+    EV_MATCH_CHECKED: N_("File checked against the registered evidence"),
+}
+
+# Upload states (``EvidenceUpload.status``): receiving until the last byte is stored.
+UPLOAD_RECEIVING = "receiving"
+UPLOAD_COMPLETE = "complete"
+
+MAX_TITLE_CHARS = 200
+MAX_PURPOSE_CHARS = 2000
+MAX_FILENAME_CHARS = 255

@@ -1,0 +1,493 @@
+"""API: evidence. Resumable uploads speak tus 1.0 (core, creation, termination) under
+``/cases/{case_id}/evidence/uploads``; the rest is JSON like the other routes.
+
+Who: staff by session or bearer token; a party by their hearing link token in the
+``X-Hearing-Token`` header (only for that hearing's case). Upload bodies are streamed from the
+socket (``request.content``), so the app's ``client_max_size`` does not apply to them; the
+evidence limits of the settings do.
+
+Errors have the usual ``{"error": {"code", "message"}}`` shape; a file too large is 413, a type
+not allowed 415, an upload busy in another connection 423, and tus responses always carry
+``Tus-Resumable``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cases.catalogue import N_
+from cases.errors import AuthenticationFailed, DomainError, Invalid
+from cases.models import utcnow
+from evidence import filetypes, items, ledger, uploads
+from evidence.access import Principal, party_principal, staff_principal
+from evidence.catalogue import CATEGORIES, STATUSES
+from evidence.errors import TooLarge, UnsupportedType
+from evidence.models import EvidenceItem
+from evidence.runtime import EvidenceRuntime
+from evidence.storage import CHUNK_SIZE, StoredFileError
+from server.api.registry import PREFIX, ApiRegistry, json_response
+from server.api.schemas import Strict
+from server.middlewares import domain_status, error_response, translate
+from web.context import SESSIONMAKER, actor, client_ip, current_user, settings, transaction
+from web.i18n import gettext
+
+TUS_VERSION = "1.0.0"
+TUS_CONTENT_TYPE = "application/offset+octet-stream"
+HEARING_TOKEN_HEADER = "X-Hearing-Token"  # noqa: S105 (a header name, not a secret)
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+log = logging.getLogger("yuntiao")
+
+
+class WithdrawRequest(Strict):
+    reason: str = Field(default="", max_length=2000)
+
+
+class ConsistencyQuery(Strict):
+    first: int = Field(ge=1)
+    second: int = Field(ge=1)
+
+
+class _Runtime:
+    """Built on the first evidence request of an app (one registry per app, so no global)."""
+
+    def __init__(self) -> None:
+        self._runtime: EvidenceRuntime | None = None
+
+    def __call__(self, request: web.Request) -> EvidenceRuntime:
+        if self._runtime is None:
+            self._runtime = EvidenceRuntime.from_settings(settings(request))
+        return self._runtime
+
+
+def register(api: ApiRegistry) -> None:
+    runtime = _Runtime()
+    routes: list[tuple[str, str, str, Handler, dict[str, Any]]] = [
+        ("OPTIONS", "/uploads", "tus discovery: version, extensions, largest file", tus_options, {"status": 204}),
+        ("POST", "/uploads", "Start a resumable upload (tus creation: Upload-Length, Upload-Metadata with filename, title, category, purpose)", tus_create, {"status": 201}),
+        ("HEAD", "/uploads/{upload_id}", "Where a resumable upload stands (tus Upload-Offset)", tus_head, {}),
+        ("PATCH", "/uploads/{upload_id}", "Append bytes at Upload-Offset (application/offset+octet-stream); the last byte registers the item", tus_patch, {"status": 204}),
+        ("DELETE", "/uploads/{upload_id}", "Cancel an unfinished upload (tus termination)", tus_delete, {"status": 204}),
+        ("GET", "", "The case's evidence items", list_evidence, {}),
+        ("POST", "/match", "Does this file (raw request body) match a registered item of the case?", match_file, {}),
+        ("GET", "/{number}", "An item with the inclusion proof of its registration and a signed tree head (the view is a ledger event)", get_evidence, {}),
+        ("GET", "/{number}/content", "The item's file, decrypted (the download is a ledger event; Range supported)", download_evidence, {}),
+        ("POST", "/{number}/withdrawal", "Withdraw an item (submitter or the case's staff)", withdraw_evidence, {"body": WithdrawRequest}),
+    ]  # fmt: skip
+    for method, path, summary, handler, options in routes:
+        tus = "/uploads" in path
+        api.route(
+            method, "/cases/{case_id}/evidence" + path, summary=summary, tag="evidence", **options
+        )(_guard(handler, runtime, tus=tus))
+    api.route(
+        "GET",
+        "/evidence/ledger/tree-head",
+        summary="The latest signed tree head of the evidence ledger (signed on demand) and the platform public key",
+        tag="evidence",
+    )(_guard(tree_head, runtime))
+    api.route("GET", "/evidence/ledger/consistency", summary="RFC 6962 consistency proof between two tree sizes", tag="evidence", query=ConsistencyQuery)(
+        _guard(consistency, runtime)
+    )  # fmt: skip
+
+
+def _guard(handler: Handler, runtime: _Runtime, *, tus: bool = False) -> Handler:
+    """Give the handler its runtime; answer evidence errors with their own status (413, 415,
+    423) and every tus response with ``Tus-Resumable``."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request, **kwargs: Any) -> web.StreamResponse:
+        try:
+            response = await handler(request, runtime(request), **kwargs)
+        except DomainError as exc:
+            status = domain_status(exc)
+            if isinstance(exc, TooLarge):
+                status = 413
+            elif isinstance(exc, UnsupportedType):
+                status = 415
+            elif isinstance(exc, uploads.UploadBusy):
+                status = 423
+            response = error_response(request, status, exc.code, translate(request, exc))
+        if tus:
+            response.headers["Tus-Resumable"] = TUS_VERSION
+        return response
+
+    return guarded
+
+
+async def _principal(request: web.Request, session: AsyncSession) -> Principal:
+    if current_user(request) is not None:
+        return staff_principal(actor(request))
+    token = request.headers.get(HEARING_TOKEN_HEADER, "")
+    if not token:
+        raise AuthenticationFailed(N_("Please sign in first."), code="not_authenticated")
+    return await party_principal(
+        session,
+        settings(request).secret_key,
+        token,
+        utcnow(),
+        client_ip(request),
+        request.headers.get("User-Agent", ""),
+    )
+
+
+async def principal(request: web.Request) -> Principal:
+    async with transaction(request) as session:
+        return await _principal(request, session)
+
+
+def _label(vocabulary: dict[str, str], code: str) -> str:
+    return gettext(vocabulary[code]) if code in vocabulary else code
+
+
+def item_json(case_id: int, item: EvidenceItem) -> dict[str, Any]:
+    kind = filetypes.FILE_TYPES.get(item.file_type)
+    return {
+        "id": item.id,
+        "case_id": item.case_id,
+        "number": item.number,
+        "title": item.title,
+        "category": item.category,
+        "category_label": _label(CATEGORIES, item.category),
+        "purpose": item.purpose,
+        "submitter": {
+            "type": item.submitter_type,
+            "user_id": item.submitted_by_user_id,
+            "party_id": item.submitted_by_party_id,
+            "label": item.submitter_label,
+        },
+        "sha256": item.sha256,
+        "size": item.size,
+        "file_type": item.file_type,
+        "file_type_label": gettext(kind.label) if kind else item.file_type,
+        "media_type": item.media_type,
+        "original_filename": item.original_filename,
+        "submitted_at": item.submitted_at.isoformat(),
+        "status": item.status,
+        "status_label": _label(STATUSES, item.status),
+        "withdrawn_at": item.withdrawn_at.isoformat() if item.withdrawn_at else None,
+        "withdrawal_reason": item.withdrawal_reason,
+        "ledger_index": item.ledger_seq,
+        "content_url": f"{PREFIX}/cases/{case_id}/evidence/{item.number}/content",
+    }
+
+
+# ---- tus -----------------------------------------------------------------------------------------
+
+
+def _tus_headers(rt: EvidenceRuntime) -> dict[str, str]:
+    return {
+        "Tus-Version": TUS_VERSION,
+        "Tus-Extension": "creation,termination",
+        "Tus-Max-Size": str(rt.limits.max_file_bytes),
+    }
+
+
+def _check_tus(request: web.Request, rt: EvidenceRuntime) -> web.StreamResponse | None:
+    if request.headers.get("Tus-Resumable") != TUS_VERSION:
+        response = error_response(
+            request,
+            412,
+            "tus_version_unsupported",
+            gettext("This server speaks tus version 1.0.0 (send Tus-Resumable: 1.0.0)."),
+        )
+        response.headers.update(_tus_headers(rt))
+        return response
+    return None
+
+
+def _int_header(request: web.Request, name: str) -> int | None:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        raise Invalid(
+            N_("The %(header)s header must be a whole number of bytes."),
+            code="evidence_header_invalid",
+            header=name,
+        )
+    return int(raw)
+
+
+def _upload_url(case_id: int, upload_id: int) -> str:
+    return f"{PREFIX}/cases/{case_id}/evidence/uploads/{upload_id}"
+
+
+async def tus_options(request: web.Request, rt: EvidenceRuntime, case_id: int) -> web.Response:
+    # Authorised like every evidence route (no CORS preflight to serve: same origin only).
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        await items.load_case(session, who, case_id)
+    return web.Response(status=204, headers=_tus_headers(rt))
+
+
+async def tus_create(request: web.Request, rt: EvidenceRuntime, case_id: int) -> web.StreamResponse:
+    if (refused := _check_tus(request, rt)) is not None:
+        return refused
+    length = _int_header(request, "Upload-Length")
+    metadata = uploads.check_metadata(
+        uploads.parse_tus_metadata(request.headers.get("Upload-Metadata", ""))
+    )
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        upload = await uploads.do_create_upload(session, who, case, length, metadata, rt.limits)
+    return web.Response(
+        status=201,
+        headers={"Location": _upload_url(case_id, upload.id), "Upload-Offset": "0"},
+    )
+
+
+async def tus_head(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, upload_id: int
+) -> web.StreamResponse:
+    if (refused := _check_tus(request, rt)) is not None:
+        return refused
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        _case, upload = await uploads.load_upload(session, who, case_id, upload_id)
+    offset = await uploads.upload_offset(rt.store, upload)
+    headers = {
+        "Upload-Offset": str(offset),
+        "Upload-Length": str(upload.length),
+        "Cache-Control": "no-store",
+    }
+    if upload.item_id is not None:
+        headers["Evidence-Item-Id"] = str(upload.item_id)
+    return web.Response(status=200, headers=headers)
+
+
+async def tus_patch(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, upload_id: int
+) -> web.StreamResponse:
+    if (refused := _check_tus(request, rt)) is not None:
+        return refused
+    if request.content_type != TUS_CONTENT_TYPE:
+        return error_response(
+            request,
+            415,
+            "evidence_content_type",
+            gettext("Send upload bytes as application/offset+octet-stream."),
+        )
+    offset = _int_header(request, "Upload-Offset")
+    if offset is None:
+        raise Invalid(
+            N_("Say where these bytes go (Upload-Offset)."), code="evidence_offset_required"
+        )
+    who = await principal(request)
+    received = await uploads.do_receive(
+        request.app[SESSIONMAKER],
+        rt.store,
+        rt.states,
+        who,
+        case_id,
+        upload_id,
+        offset,
+        request.content_length,
+        # Each piece as the socket delivered it (no re-joining into fixed sizes here).
+        request.content.iter_any(),
+    )
+    headers = {"Upload-Offset": str(received.offset)}
+    if received.item is not None:
+        headers["Evidence-Item-Id"] = str(received.item.id)
+        headers["Evidence-Item-Number"] = str(received.item.number)
+        headers["Evidence-Item-Url"] = f"{PREFIX}/cases/{case_id}/evidence/{received.item.number}"
+    return web.Response(status=204, headers=headers)
+
+
+async def tus_delete(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, upload_id: int
+) -> web.StreamResponse:
+    if (refused := _check_tus(request, rt)) is not None:
+        return refused
+    who = await principal(request)
+    await uploads.do_terminate(
+        request.app[SESSIONMAKER], rt.store, rt.states, who, case_id, upload_id
+    )
+    return web.Response(status=204)
+
+
+# ---- items ---------------------------------------------------------------------------------------
+
+
+async def list_evidence(request: web.Request, rt: EvidenceRuntime, case_id: int) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        rows = await items.list_items(session, case)
+        return json_response({"case_id": case.id, "items": [item_json(case.id, i) for i in rows]})
+
+
+async def get_evidence(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        item = await items.get_item(session, case, number)
+        proof = await items.do_view_item(session, who, case, item, rt.key)
+        data = item_json(case.id, item)
+        data["ledger"] = {
+            "leaf_index": proof.proof.leaf_index,
+            "entry": proof.entry,
+            "leaf_hash": proof.leaf_hash,
+            "tree_size": proof.proof.tree_size,
+            "inclusion_proof": [p.hex() for p in proof.proof.path],
+            "tree_head": ledger.tree_head_json(proof.head, rt.key),
+        }
+        return json_response(data)
+
+
+async def download_evidence(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int
+) -> web.StreamResponse:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        item = await items.get_item(session, case, number)
+        await items.do_record_download(session, who, case, item)
+    start, end, status = 0, item.size, 200
+    try:
+        wanted = request.http_range
+    except ValueError:
+        wanted = slice(None, None)
+    if wanted.start is not None or wanted.stop is not None:
+        first = wanted.start if wanted.start is not None else 0
+        if first < 0:  # "bytes=-N": the last N bytes
+            first = max(0, item.size + first)
+        last = item.size if wanted.stop is None else min(wanted.stop, item.size)
+        if first >= last:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{item.size}"})
+        start, end, status = first, last, 206
+    kind = filetypes.FILE_TYPES.get(item.file_type)
+    fallback = f"evidence-{item.number}.{item.file_type if kind else 'bin'}"
+    response = web.StreamResponse(
+        status=status,
+        headers={
+            "Content-Type": item.media_type,
+            "Content-Disposition": f'attachment; filename="{fallback}"; '
+            f"filename*=UTF-8''{quote(item.original_filename, safe='')}",
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, no-store",
+            "Repr-Digest": f"sha-256=:{_b64(item.sha256)}:",
+        },
+    )
+    if status == 206:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{item.size}"
+    response.content_length = end - start
+    pieces = rt.store.read(item.blob_id, start, end).__aiter__()
+    first = b""
+    try:
+        # The first piece before the headers: a damaged file is then an error, not a download.
+        first = await pieces.__anext__()
+    except StopAsyncIteration:
+        pass
+    except StoredFileError:
+        log.error("evidence file %s of case %s item %s is damaged", item.blob_id, case_id, number)
+        return error_response(
+            request,
+            500,
+            "evidence_damaged",
+            gettext(
+                "The stored copy of this evidence is damaged. Tell the mediation office; the "
+                "administrator can run `yuntiao evidence verify`."
+            ),
+        )
+    await response.prepare(request)
+    try:
+        await response.write(first)
+        async for piece in pieces:
+            await response.write(piece)
+    except StoredFileError:
+        log.error("evidence file %s of case %s item %s is damaged", item.blob_id, case_id, number)
+        # Headers are gone: cut the connection so the client sees an incomplete download.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _b64(hex_digest: str) -> str:
+    import base64
+
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+async def withdraw_evidence(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int, body: WithdrawRequest
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        item = await items.get_item(session, case, number)
+        item = await items.do_withdraw(session, who, case, item, body.reason)
+        return json_response(item_json(case.id, item))
+
+
+async def match_file(request: web.Request, rt: EvidenceRuntime, case_id: int) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        await items.load_case(session, who, case_id)
+    sha256, size = await items.hash_stream(
+        request.content.iter_chunked(CHUNK_SIZE), rt.limits.max_file_bytes
+    )
+    async with transaction(request) as session:
+        case = await items.load_case(session, who, case_id)
+        found = await items.do_match(session, who, case, sha256, size)
+        return json_response(
+            {
+                "sha256": sha256,
+                "size": size,
+                "matched": bool(found),
+                "items": [
+                    {
+                        "number": i.number,
+                        "title": i.title,
+                        "submitted_at": i.submitted_at.isoformat(),
+                        "submitter": i.submitter_label,
+                        "status": i.status,
+                        "url": f"{PREFIX}/cases/{case.id}/evidence/{i.number}",
+                    }
+                    for i in found
+                ],
+            }
+        )
+
+
+# ---- ledger --------------------------------------------------------------------------------------
+
+
+async def tree_head(request: web.Request, rt: EvidenceRuntime) -> web.Response:
+    async with transaction(request) as session:
+        await _principal(request, session)
+        head = await ledger.latest_tree_head(session, rt.key, max_age=items.TREE_HEAD_MAX_AGE)
+        if head.tree_size < await ledger.tree_size(session):
+            head = await ledger.sign_tree_head(session, rt.key)
+        return json_response(ledger.tree_head_json(head, rt.key))
+
+
+async def consistency(
+    request: web.Request, rt: EvidenceRuntime, query: ConsistencyQuery
+) -> web.Response:
+    async with transaction(request) as session:
+        await _principal(request, session)
+        size = await ledger.tree_size(session)
+        if not query.first <= query.second <= size:
+            raise Invalid(
+                N_("Ask for sizes with first ≤ second ≤ the ledger's size (%(size)d)."),
+                code="evidence_proof_range",
+                size=size,
+            )
+        proof = await ledger.prove_consistency(session, query.first, query.second)
+        return json_response(
+            {"first": query.first, "second": query.second, "proof": [p.hex() for p in proof]}
+        )
