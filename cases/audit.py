@@ -63,6 +63,11 @@ class AuditAction(StrEnum):
     CAUCUS_MOVED = "hearing.caucus_moved"
     CAUCUS_ENDED = "hearing.caucus_ended"
     NOTIFICATION_QUEUED = "notification.queued"
+    EVIDENCE_SUBMITTED = "evidence.submitted"
+    EVIDENCE_VIEWED = "evidence.viewed"
+    EVIDENCE_DOWNLOADED = "evidence.downloaded"
+    EVIDENCE_WITHDRAWN = "evidence.withdrawn"
+    EVIDENCE_MATCH_CHECKED = "evidence.match_checked"
 
 
 def canonical_json(value: Any) -> str:

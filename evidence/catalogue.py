@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cases.audit import AuditAction
 from cases.catalogue import N_
 
 # The categories of evidence of the civil procedure rules, as a mediation file uses them.
@@ -33,6 +34,18 @@ EVENTS: dict[str, str] = {
     EV_DOWNLOADED: N_("Evidence downloaded"),
     EV_WITHDRAWN: N_("Evidence withdrawn"),
     EV_MATCH_CHECKED: N_("File checked against the registered evidence"),
+}
+
+# Each ledger event is also a row of the case's audit trail (its history page).
+EVENT_AUDIT_ACTIONS: dict[str, AuditAction] = {
+    EV_SUBMITTED: AuditAction.EVIDENCE_SUBMITTED,
+    EV_VIEWED: AuditAction.EVIDENCE_VIEWED,
+    EV_DOWNLOADED: AuditAction.EVIDENCE_DOWNLOADED,
+    EV_WITHDRAWN: AuditAction.EVIDENCE_WITHDRAWN,
+    EV_MATCH_CHECKED: AuditAction.EVIDENCE_MATCH_CHECKED,
+}
+EVIDENCE_AUDIT_LABELS: dict[str, str] = {
+    action: EVENTS[event] for event, action in EVENT_AUDIT_ACTIONS.items()
 }
 
 # Upload states (``EvidenceUpload.status``): receiving until the last byte is stored.

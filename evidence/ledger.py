@@ -37,8 +37,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.actor import Actor
-from cases.audit import canonical_json
-from cases.models import dialect_name, utcnow
+from cases.audit import canonical_json, record
+from cases.models import Case, dialect_name, utcnow
+from evidence.catalogue import EVENT_AUDIT_ACTIONS
 from evidence.models import LedgerEntry, TreeHead
 
 LEDGER_LOCK = 72430002
@@ -243,6 +244,17 @@ async def append(
     row.leaf_hash = leaf_hash(row.entry.encode()).hex()
     session.add(row)
     await session.flush()
+    case = await session.get(Case, case_id)
+    await record(
+        session,
+        actor,
+        EVENT_AUDIT_ACTIONS[event],
+        object_type="evidence",
+        object_id=item_id if item_id is not None else "",
+        case_id=case_id,
+        organisation_id=case.organisation_id if case is not None else None,
+        details={**(details or {}), "ledger_seq": row.seq},
+    )
     return row
 
 

@@ -643,3 +643,14 @@ async def test_case_of_another_organisation_is_404_not_leaked(
     async with sessionmaker() as session:
         assert (await session.get(Case, 999)) is None
     assert (await client.get("/api/v1/cases/999/evidence", headers=staff)).status == 404
+
+
+async def test_evidence_events_are_in_the_case_history(client: Any, staff: dict[str, str]) -> None:
+    """Each ledger event is also a row of the case's hash-chained audit trail."""
+    await upload(client, staff, pdf_bytes(5000))
+    assert (await client.get("/api/v1/cases/1/evidence/1", headers=staff)).status == 200
+    history = await (await client.get("/api/v1/cases/1/history", headers=staff)).json()
+    evidence_rows = [e for e in history["entries"] if e["action"].startswith("evidence.")]
+    assert [e["action"] for e in evidence_rows][:2] == ["evidence.submitted", "evidence.viewed"]
+    assert evidence_rows[0]["object_type"] == "evidence"
+    assert "ledger_seq" in evidence_rows[0]["details"]

@@ -59,6 +59,7 @@ from cases.notifications import (
     do_notify,
 )
 from config import Settings
+from evidence.catalogue import EVIDENCE_AUDIT_LABELS
 from rooms import hearings as hearing_actions
 from rooms.catalogue import (
     AGENT,
@@ -124,6 +125,7 @@ AUDIT_LABELS: dict[str, str] = {
     AuditAction.DEMO_SEEDED: N_("Demo data created"),
     AuditAction.NOTIFICATION_QUEUED: N_("Notification put in the outbox"),
     **HEARING_AUDIT_LABELS,
+    **EVIDENCE_AUDIT_LABELS,
 }
 
 # The closed vocabularies a template may label with ``code|label('…')``.
