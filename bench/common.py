@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -196,6 +197,15 @@ def stop(proc: subprocess.Popen[bytes], seconds: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def keep_logs(work: Path, prefix: str) -> None:
+    """Copy the server logs of ``work`` to bench/out/ (``PREFIX-NAME.log``) and remove ``work``
+    (databases of thousands of rows per run)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copyfile(log, OUT / f"{prefix}-{log.name}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 # ---- the server under test ----------------------------------------------------------------------
@@ -489,3 +499,7 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+def python_info() -> str:
+    return f"Python {sys.version.split()[0]}"

@@ -42,6 +42,7 @@ from bench.common import (
     boost_priority,
     code_version,
     free_port,
+    keep_logs,
     percentile,
     prepare,
     result,
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     for who in ("mediator", "party"):
         median = figures.get(f"{who}_join_to_first_frame_median_ms")
         figures[f"{who}_target_le_1000ms_met"] = median is not None and median <= TARGET_MS
+    keep_logs(work, "join")
     result(figures)
     return 0
 

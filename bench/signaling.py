@@ -71,6 +71,7 @@ from bench.common import (
     code_version,
     cpu_seconds,
     free_port,
+    keep_logs,
     memory_mb,
     mono_ns,
     percentile,
@@ -416,7 +417,9 @@ class Run:
         if self.pending <= 0:
             self.all_done.set()
 
-    async def execute(self, server_pid: int, profile: Path | None) -> dict[str, Any]:
+    async def execute(
+        self, server_pid: int, profile: Path | None, trace: Path | None = None
+    ) -> dict[str, Any]:
         cfg = self.config
         participants = sum(len(h.clients) for h in self.hearings)
         server_cpu, client_cpu = CpuWindow(server_pid), CpuWindow(os.getpid())
@@ -459,6 +462,12 @@ class Run:
         cpu, ccpu, busy = server_cpu.percent(), client_cpu.percent(), machine.percent()
         rss, hwm = memory_mb(server_pid)
         await asyncio.sleep(TAIL_S)  # let the last messages of the window arrive
+        if trace is not None:  # the instrumented server: its figures for the ramp and window
+            os.kill(server_pid, signal.SIGUSR1)
+            for _ in range(300):
+                if os.path.exists(trace):  # noqa: ASYNC240 - one stat() per 100 ms
+                    break
+                await asyncio.sleep(0.1)
         if spy is not None:
             await finish_spy(spy)
         for t in tasks:
@@ -509,7 +518,12 @@ class Run:
 
 
 def run_load(
-    config: Config, url: str, hearings: list[HearingLinks], server_pid: int, profile: Path | None
+    config: Config,
+    url: str,
+    hearings: list[HearingLinks],
+    server_pid: int,
+    profile: Path | None,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     import logging
 
@@ -520,7 +534,7 @@ def run_load(
     async def main() -> dict[str, Any]:
         run = Run(config, url, hearings)
         try:
-            return await run.execute(server_pid, profile)
+            return await run.execute(server_pid, profile, trace)
         finally:
             await run.close()
 
@@ -679,7 +693,9 @@ TRACED: dict[str, list[float]] = collections.defaultdict(list)
 def _timed_async(owner: Any, name: str, label: str) -> None:
     import functools
 
-    original = getattr(owner, name)
+    original = getattr(owner, name, None)
+    if original is None:  # the server code changed: time what exists
+        return
 
     @functools.wraps(original)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -709,6 +725,7 @@ def _instrument() -> None:
         "on_signal",
         "on_chat",
         "on_admit",
+        "_welcome",
         "_emit_each",
     ):
         _timed_async(cls, name, f"signaling/server.py:HearingSignaling.{name}")
@@ -776,7 +793,25 @@ async def _loop_lag_probe(app: Any) -> None:
     app["bench_probe"] = asyncio.get_running_loop().create_task(probe())
 
 
+def _dump_trace(out: Path) -> None:
+    summary = {}
+    for label, values in list(TRACED.items()):
+        values = list(values)
+        summary[label] = {
+            "count": len(values),
+            "total_s": round(sum(values), 3),
+            "mean_ms": round(1000 * sum(values) / len(values), 3) if values else None,
+            "p50_ms": rounded(1000 * (percentile(values, 50) or 0), 3),
+            "p99_ms": rounded(1000 * (percentile(values, 99) or 0), 3),
+            "max_ms": round(1000 * max(values), 3) if values else None,
+        }
+    partial = out.with_suffix(".partial")
+    partial.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    partial.replace(out)
+
+
 def serve_traced(out: Path) -> int:
+    """The instrumented server: writes its figures to ``out`` on SIGUSR1 and when it stops."""
     import logging
 
     import server.app
@@ -785,9 +820,13 @@ def serve_traced(out: Path) -> int:
     _instrument()
     original_create = server.app.create_app
 
+    async def on_signal(app: Any) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_trace, out)
+
     def create_app(settings: Any) -> Any:
         app = original_create(settings)
         app.on_startup.append(_loop_lag_probe)
+        app.on_startup.append(on_signal)
         return app
 
     server.app.create_app = create_app
@@ -795,17 +834,8 @@ def serve_traced(out: Path) -> int:
     try:
         return cli.main(["serve"])
     finally:
-        summary = {}
-        for label, values in TRACED.items():
-            summary[label] = {
-                "count": len(values),
-                "total_s": round(sum(values), 3),
-                "mean_ms": round(1000 * sum(values) / len(values), 3) if values else None,
-                "p50_ms": rounded(1000 * (percentile(values, 50) or 0), 3),
-                "p99_ms": rounded(1000 * (percentile(values, 99) or 0), 3),
-                "max_ms": round(1000 * max(values), 3) if values else None,
-            }
-        out.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+        if not out.exists():
+            _dump_trace(out)
 
 
 def start_traced(env: ServerEnv, port: int, log_path: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -935,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             log = work / f"{server}-{scale}.log"
             wait_quiet(args.quiet_wait)
-            traced = work / f"trace-{scale}.json"
+            traced = OUT / f"signaling-trace-{scale}.json"
+            traced.unlink(missing_ok=True)
             if server == "yuntiao" and args.diagnose:
                 env = template.copy(work / f"data-{scale}")
                 proc = start_traced(env, port, log, traced)
@@ -953,7 +984,14 @@ def main(argv: list[str] | None = None) -> int:
                 profile = OUT / f"signaling-pyspy-{scale}"
             say(f"{server} at {scale} participants (pid {proc.pid}, port {port})")
             try:
-                found = run_load(config, f"http://127.0.0.1:{port}", subset, proc.pid, profile)
+                found = run_load(
+                    config,
+                    f"http://127.0.0.1:{port}",
+                    subset,
+                    proc.pid,
+                    profile,
+                    traced if server == "yuntiao" and args.diagnose else None,
+                )
             finally:
                 server_cpu_total = cpu_seconds(proc.pid) if proc.poll() is None else None
                 stop(proc)
@@ -1015,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
             and p99 <= TARGET_RELAY_P99_MS
             and figures.get(f"participants_{TARGET_PARTICIPANTS}") == TARGET_PARTICIPANTS
         )
+    keep_logs(work, "signaling")
     result(figures)
     return 0
 
