@@ -212,10 +212,6 @@ def _link_error(request: web.Request, exc: InvitationError) -> web.Response:
     )
 
 
-def _zone_name(zone: str) -> str:
-    return _("Beijing time") if zone in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else zone
-
-
 def _when(hearing: Hearing, zone: str) -> str:
     tz = ZoneInfo(zone)
     start = hearing.scheduled_at.astimezone(tz)
@@ -227,7 +223,7 @@ def _when(hearing: Hearing, zone: str) -> str:
         "%(start)s – %(end)s (%(zone)s)",
         start=start.strftime("%Y-%m-%d %H:%M"),
         end=end_text,
-        zone=_zone_name(zone),
+        zone=i18n.zone_label(zone),
     )
 
 

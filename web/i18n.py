@@ -89,6 +89,11 @@ def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
     return text % params if params else text
 
 
+def zone_label(zone: str) -> str:
+    """ "Beijing time" for the zones China uses, else the zone's name."""
+    return gettext("Beijing time") if zone in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else zone
+
+
 def translate(message: str, params: Mapping[str, Any], tz: str = "Asia/Shanghai") -> str:
     """Translate a domain message, translating its parameters too: ``Msg`` labels, ``Phrase``
     sub-messages, and datetimes shown in the people's time zone."""

@@ -1226,11 +1226,6 @@ SMS_NEW_LINK = N_(
 SMS_QUESTIONS = N_("Questions: %(phone)s")
 
 
-def zone_label(zone: str) -> str:
-    """ "Beijing time" for the zones China uses, else the zone's name."""
-    return _("Beijing time") if zone in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else zone
-
-
 @contextmanager
 def language(locale: str) -> Iterator[None]:
     """Translate in ``locale`` for the duration of the block, then go back to the request's."""
@@ -1345,7 +1340,7 @@ def invitation_text(
             organisation=case.organisation.name,
             number=case.number,
             time=format_local(hearing.scheduled_at, zone),
-            zone=zone_label(config.timezone),
+            zone=i18n.zone_label(config.timezone),
             link=link,
         )
         if case.organisation.phone:
@@ -1457,7 +1452,7 @@ async def hearing_section_values(
         and case.mediator_id is not None,
         "hearing_form": form or blank_hearing_form(ZoneInfo(config.timezone)),
         "clerk_options": clerks,
-        "zone_label": zone_label(config.timezone),
+        "zone_label": i18n.zone_label(config.timezone),
         "min_duration": hearing_actions.MIN_DURATION_MINUTES,
         "max_duration": hearing_actions.MAX_DURATION_MINUTES,
     }
