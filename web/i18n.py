@@ -89,6 +89,15 @@ def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
     return text % params if params else text
 
 
+def format_local(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    """``2026-11-23 14:05`` in the people's time zone; refuses naive datetimes."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused: times shown to people must carry a zone")
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
 def zone_label(zone: str) -> str:
     """ "Beijing time" for the zones China uses, else the zone's name."""
     return gettext("Beijing time") if zone in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else zone
@@ -106,7 +115,7 @@ def _param(value: Any, tz: str) -> Any:
     if isinstance(value, Msg):
         return gettext(value)
     if isinstance(value, dt.datetime):
-        return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+        return format_local(value, ZoneInfo(tz))
     return value
 
 

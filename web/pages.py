@@ -90,6 +90,7 @@ from web.context import (
     template_context,
     transaction,
 )
+from web.i18n import format_local
 from web.i18n import gettext as _
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -254,15 +255,6 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 # ---- template helpers ----------------------------------------------------------------------
-
-
-def format_local(value: dt.datetime | None, zone: ZoneInfo) -> str:
-    """``2026-11-23 14:05`` in the people's time zone; refuses naive datetimes."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime refused: times shown to people must carry a zone")
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def label(code: str | None, vocabulary: str) -> str:
