@@ -68,6 +68,7 @@ class AuditAction(StrEnum):
     EVIDENCE_DOWNLOADED = "evidence.downloaded"
     EVIDENCE_WITHDRAWN = "evidence.withdrawn"
     EVIDENCE_MATCH_CHECKED = "evidence.match_checked"
+    EVIDENCE_EXAMINED = "evidence.examined"
 
 
 def canonical_json(value: Any) -> str:

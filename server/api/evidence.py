@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cases.catalogue import N_
 from cases.errors import AuthenticationFailed, DomainError, Invalid
 from cases.models import utcnow
-from evidence import filetypes, items, ledger, uploads
+from evidence import examination, filetypes, items, ledger, uploads
 from evidence.access import Principal, party_principal, staff_principal
-from evidence.catalogue import CATEGORIES, STATUSES
-from evidence.errors import TooLarge, UnsupportedType
-from evidence.models import EvidenceItem
+from evidence.catalogue import CATEGORIES, PROPERTIES, STANCES, STATUSES
+from evidence.errors import OpinionFinal, TooLarge, UnsupportedType
+from evidence.models import EvidenceItem, EvidenceOpinion
 from evidence.runtime import EvidenceRuntime
 from evidence.storage import CHUNK_SIZE, StoredFileError
 from server.api.registry import PREFIX, ApiRegistry, json_response
@@ -49,6 +49,22 @@ log = logging.getLogger("yuntiao")
 
 class WithdrawRequest(Strict):
     reason: str = Field(default="", max_length=2000)
+
+
+class OpinionBody(Strict):
+    property: str = Field(max_length=20, description="authenticity | legality | relevance")
+    stance: str = Field(max_length=20, description="acknowledged | disputed")
+    reason: str = Field(default="", max_length=2000, description="Required when disputed")
+    corrects: int | None = Field(
+        default=None, description="Id of the current opinion this one corrects (a new entry)"
+    )
+
+
+class OpinionsRequest(Strict):
+    party_id: int | None = Field(
+        default=None, description="Whose opinion (staff recording it); parties may omit it"
+    )
+    opinions: list[OpinionBody] = Field(min_length=1, max_length=3)
 
 
 class ConsistencyQuery(Strict):
@@ -78,9 +94,13 @@ def register(api: ApiRegistry) -> None:
         ("DELETE", "/uploads/{upload_id}", "Cancel an unfinished upload (tus termination)", tus_delete, {"status": 204}),
         ("GET", "", "The case's evidence items", list_evidence, {}),
         ("POST", "/match", "Does this file (raw request body) match a registered item of the case?", match_file, {}),
+        ("GET", "/examination", "Examination (质证) matrix: items × parties × authenticity/legality/relevance, current opinion and history per cell", examination_matrix, {}),  # before "/{number}"
         ("GET", "/{number}", "An item with the inclusion proof of its registration and a signed tree head (the view is a ledger event)", get_evidence, {}),
         ("GET", "/{number}/content", "The item's file, decrypted (the download is a ledger event; Range supported)", download_evidence, {}),
         ("POST", "/{number}/withdrawal", "Withdraw an item (submitter or the case's staff)", withdraw_evidence, {"body": WithdrawRequest}),
+        ("POST", "/{number}/opinions", "State opinions on an item (the other side's party, their agent, or staff recording them); a correction names the opinion it corrects", state_opinions, {"body": OpinionsRequest, "status": 201}),
+        ("PATCH", "/{number}/opinions/{opinion_id}", "Always refused (409 evidence_opinion_final): opinions are never edited; state a correction", edit_opinion, {}),
+        ("DELETE", "/{number}/opinions/{opinion_id}", "Always refused (409 evidence_opinion_final): opinions are never removed", edit_opinion, {}),
     ]  # fmt: skip
     for method, path, summary, handler, options in routes:
         tus = "/uploads" in path
@@ -461,6 +481,99 @@ async def match_file(request: web.Request, rt: EvidenceRuntime, case_id: int) ->
                 ],
             }
         )
+
+
+# ---- examination (质证) ------------------------------------------------------------------------------
+
+
+def opinion_json(opinion: EvidenceOpinion) -> dict[str, Any]:
+    return {
+        "id": opinion.id,
+        "item_id": opinion.item_id,
+        "party_id": opinion.party_id,
+        "property": opinion.property,
+        "property_label": _label(PROPERTIES, opinion.property),
+        "stance": opinion.stance,
+        "stance_label": _label(STANCES, opinion.stance),
+        "reason": opinion.reason,
+        "corrects": opinion.corrects_id,
+        "recorded_by": {
+            "type": opinion.recorded_by_type,
+            "id": opinion.recorded_by_id,
+            "label": opinion.recorder_label,
+        },
+        "at": opinion.created_at.isoformat(),
+        "ledger_index": opinion.ledger_seq,
+    }
+
+
+async def examination_matrix(
+    request: web.Request, rt: EvidenceRuntime, case_id: int
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        rows = await items.list_items(session, case)
+        grid = await examination.matrix(session, case, rows)
+        return json_response(
+            {
+                "case_id": case.id,
+                "properties": [{"code": c, "label": _label(PROPERTIES, c)} for c in PROPERTIES],
+                "parties": [{"id": p.id, "name": p.name, "role": p.role} for p in grid.parties],
+                "items": [
+                    {
+                        "number": item.number,
+                        "title": item.title,
+                        "status": item.status,
+                        "cells": [
+                            {
+                                "party_id": party.id,
+                                "property": prop,
+                                "applies": cell.applies,
+                                "current": opinion_json(cell.current) if cell.current else None,
+                                "history": [opinion_json(o) for o in cell.history],
+                            }
+                            for party in grid.parties
+                            for prop in PROPERTIES
+                            for cell in [grid.cell(item, party, prop)]
+                        ],
+                    }
+                    for item in grid.items
+                ],
+            }
+        )
+
+
+async def state_opinions(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int, body: OpinionsRequest
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        item = await items.get_item(session, case, number)
+        created = await examination.do_state_opinions(
+            session,
+            who,
+            case,
+            item,
+            body.party_id,
+            [
+                examination.OpinionInput(o.property, o.stance, o.reason, o.corrects)
+                for o in body.opinions
+            ],
+        )
+        return json_response({"opinions": [opinion_json(o) for o in created]}, status=201)
+
+
+async def edit_opinion(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int, opinion_id: int
+) -> web.Response:
+    """There is no edit: authorised like the rest, then always refused with the reason."""
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        await items.get_item(session, case, number)
+    raise OpinionFinal()
 
 
 # ---- ledger --------------------------------------------------------------------------------------
