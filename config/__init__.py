@@ -109,6 +109,19 @@ class Settings:
         "Empty: generated on first start into DATA_DIR/evidence.key.",
         secret=True,
     )
+    evidence_upload_expiry_s: int = _setting(
+        72 * 3600,
+        "An evidence upload left unfinished this long (seconds since its last byte) is deleted.",
+    )
+    evidence_tree_head_interval_s: int = _setting(
+        3600,
+        "Sign a new tree head of the evidence ledger at least this often (seconds) while it grows.",
+    )
+    evidence_housekeeping_interval_s: int = _setting(
+        600,
+        "How often the server's evidence housekeeping runs (expire uploads, sign tree heads), "
+        "in seconds; 0 turns it off.",
+    )
 
     @property
     def database_url_resolved(self) -> str:
