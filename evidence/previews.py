@@ -94,16 +94,23 @@ async def _pipe(cmd: list[str], chunks: AsyncIterator[bytes]) -> Made:
                 stdin.close()
                 await stdin.wait_closed()
 
+    feeder = asyncio.create_task(feed())
     try:
-        _, out = await asyncio.wait_for(
-            asyncio.gather(feed(), stdout.read(MAX_PREVIEW_BYTES + 1)), TIMEOUT_S
-        )
+        out = await asyncio.wait_for(stdout.read(MAX_PREVIEW_BYTES + 1), TIMEOUT_S)
         code = await asyncio.wait_for(proc.wait(), TIMEOUT_S)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         return Made(None, f"{cmd[0]} timed out")
+    except BaseException:  # cancelled (server shutting down): leave no process behind
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
     finally:
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeder
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()

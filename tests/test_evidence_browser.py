@@ -1,0 +1,68 @@
+"""The party's evidence page on a phone (375 px) in real Chromium: the tus upload from the browser
+shows its progress, survives a dropped connection (the next chunk is resent after asking the
+server where the upload stands) and registers a byte-identical file; nothing overflows sideways."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from tests.browser import ARTIFACTS, chromium
+from tests.test_evidence_support import party_token, pdf_bytes
+from tests.test_phone_layout import PHONE, _overflow
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_phone_upload_with_progress_and_a_dropped_connection(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    token = await party_token(client, sessionmaker, 1, "respondent")
+    base = str(client.make_url("/")).rstrip("/")
+    data = pdf_bytes(20 * 1024 * 1024 + 4321, seed=7)  # three PATCHes of 8 MiB at most
+    ARTIFACTS.mkdir(exist_ok=True)
+    seen: list[str] = []
+    dropped = False
+
+    async def flaky(route: Any) -> None:
+        nonlocal dropped
+        request = route.request
+        seen.append(f"{request.method} {request.headers.get('upload-offset', '')}")
+        if request.method == "PATCH" and not dropped and request.headers.get("upload-offset") != "0":
+            dropped = True
+            await route.abort("connectionreset")
+            return
+        await route.continue_()
+
+    async with chromium() as browser:
+        context = await browser.new_context(
+            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN"
+        )
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.route("**/evidence/uploads**", flaky)
+        await page.goto(f"{base}/h/{token}/evidence")
+        assert await _overflow(page) <= 0
+        await page.set_input_files(
+            "#ev-file", {"name": "转账记录.pdf", "mimeType": "application/pdf", "buffer": data}
+        )
+        await page.fill("#ev-title", "转账记录")
+        await page.select_option("#ev-category", "documentary")
+        await page.fill("#ev-purpose", "证明已经还款五万元")
+        await page.click("#upload-start")
+        await page.wait_for_selector("#upload-status.upload-warn", timeout=20000)  # the drop
+        await page.wait_for_url("**/evidence?done=uploaded#item-1", timeout=60000)
+        body = await page.inner_text("body")
+        assert "转账记录" in body and "证据已收到并登记" in body
+        assert hashlib.sha256(data).hexdigest() in body
+        assert await _overflow(page) <= 0
+        await page.screenshot(path=str(ARTIFACTS / "phone-evidence.png"), full_page=True)
+        assert not errors, errors
+        await context.close()
+    assert dropped
+    # Created, one PATCH, a dropped one, a HEAD to ask where it stands, then the rest.
+    assert seen[0].startswith("POST") and "HEAD " in seen
+    assert seen.count(f"PATCH {8 * 1024 * 1024}") == 2, seen
