@@ -21,9 +21,9 @@ class UnsupportedType(Invalid):
 
     code = "evidence_type_not_allowed"
     default_message = N_(
-        "This kind of file cannot be submitted as evidence. Allowed are PDF, JPEG/PNG/GIF/WebP "
-        "images, MP3/M4A/WAV/OGG audio, MP4/WebM video, Word/Excel/PowerPoint documents, plain "
-        "text, and ZIP archives of these. Convert the file (for example, print it to PDF) and "
+        "This kind of file cannot be submitted as evidence. Allowed are PDF, JPEG/PNG/GIF/WebP/"
+        "HEIC images, MP3/M4A/WAV/OGG audio, MP4/WebM/MOV video, Word/Excel/PowerPoint "
+        "documents, plain text, and ZIP archives of these. Convert the file (for example, print it to PDF) and "
         "send it again."
     )
 

@@ -30,7 +30,11 @@ async def test_phone_upload_with_progress_and_a_dropped_connection(
         nonlocal dropped
         request = route.request
         seen.append(f"{request.method} {request.headers.get('upload-offset', '')}")
-        if request.method == "PATCH" and not dropped and request.headers.get("upload-offset") != "0":
+        if (
+            request.method == "PATCH"
+            and not dropped
+            and request.headers.get("upload-offset") != "0"
+        ):
             dropped = True
             await route.abort("connectionreset")
             return

@@ -104,6 +104,35 @@ async def test_staff_page_lists_items_with_previews_made_once(
     assert 'href="/cases/1/evidence"' in case_page
 
 
+def ffmpeg_video(fmt: str) -> bytes:
+    import subprocess
+
+    return subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=320x240:rate=5",
+         "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov", "-f", fmt, "pipe:1"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+
+
+async def test_apple_formats_are_accepted_and_videos_get_a_frame(
+    client: Any, staff: dict[str, str], demo_logins: dict[str, str]
+) -> None:
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(500)
+    assert (await upload(client, staff, heic, filename="IMG_0001.HEIC", title="照片")).status == 204
+    mov = ffmpeg_video("mov")
+    assert mov[4:12] == b"ftypqt  "
+    assert (await upload(client, staff, mov, filename="IMG_0002.MOV", title="视频")).status == 204
+    listing = await (await client.get("/api/v1/cases/1/evidence", headers=staff)).json()
+    assert [i["file_type"] for i in listing["items"]] == ["heic", "mov"]
+    await login(client, "mediator", demo_logins["mediator"])
+    resp = await client.get("/cases/1/evidence/1/preview", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/static/img/evidence-heic.svg"
+    resp = await client.get("/cases/1/evidence/2/preview")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
+    html = await (await client.get("/cases/1/evidence")).text()
+    assert "苹果 HEIC 照片" in html
+
+
 async def test_receipt_shows_a_proof_that_verifies(
     client: Any, staff: dict[str, str], demo_logins: dict[str, str]
 ) -> None:
