@@ -69,6 +69,7 @@ class AuditAction(StrEnum):
     EVIDENCE_WITHDRAWN = "evidence.withdrawn"
     EVIDENCE_MATCH_CHECKED = "evidence.match_checked"
     EVIDENCE_EXAMINED = "evidence.examined"
+    EVIDENCE_PRESENTED = "evidence.presented"
 
 
 def canonical_json(value: Any) -> str:

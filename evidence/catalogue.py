@@ -29,6 +29,7 @@ EV_DOWNLOADED = "downloaded"
 EV_WITHDRAWN = "withdrawn"
 EV_MATCH_CHECKED = "match_checked"
 EV_EXAMINED = "examined"
+EV_PRESENTED = "presented"
 EVENTS: dict[str, str] = {
     EV_SUBMITTED: N_("Evidence submitted"),
     EV_VIEWED: N_("Evidence viewed"),
@@ -36,6 +37,7 @@ EVENTS: dict[str, str] = {
     EV_WITHDRAWN: N_("Evidence withdrawn"),
     EV_MATCH_CHECKED: N_("File checked against the registered evidence"),
     EV_EXAMINED: N_("Opinion on evidence stated (examination)"),
+    EV_PRESENTED: N_("Evidence presented in the hearing"),
 }
 
 # Each ledger event is also a row of the case's audit trail (its history page).
@@ -46,6 +48,7 @@ EVENT_AUDIT_ACTIONS: dict[str, AuditAction] = {
     EV_WITHDRAWN: AuditAction.EVIDENCE_WITHDRAWN,
     EV_MATCH_CHECKED: AuditAction.EVIDENCE_MATCH_CHECKED,
     EV_EXAMINED: AuditAction.EVIDENCE_EXAMINED,
+    EV_PRESENTED: AuditAction.EVIDENCE_PRESENTED,
 }
 EVIDENCE_AUDIT_LABELS: dict[str, str] = {
     action: EVENTS[event] for event, action in EVENT_AUDIT_ACTIONS.items()

@@ -17,6 +17,7 @@ from server import api, db
 from server.middlewares import MIDDLEWARES
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
+from signaling.presentation import Presentation
 from signaling.server import HearingSignaling
 from web import evidence as evidence_pages
 from web import hearing as hearing_pages
@@ -26,6 +27,7 @@ from web.context import CIPHER, SESSIONMAKER, SETTINGS
 ENGINE = web.AppKey("engine", AsyncEngine)
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
 SIGNALING = web.AppKey("signaling", HearingSignaling)
+PRESENTATION = web.AppKey("presentation", Presentation)
 
 log = logging.getLogger("yuntiao")
 
@@ -103,6 +105,14 @@ async def _signaling(app: web.Application) -> None:
         translate,
         connections=connections,
         cache_snapshots=not settings.redis_url,
+    )
+    signaling = app[SIGNALING]
+    app[PRESENTATION] = Presentation(
+        app[SOCKETIO],
+        app[SESSIONMAKER],
+        settings.secret_key,
+        lambda hearing_id: signaling.snapshot(hearing_id, fresh=True),
+        translate,
     )
 
 

@@ -34,7 +34,7 @@ from cases.errors import DomainError
 from cases.models import Case, Party, utcnow
 from cases.uow import transaction as unit_of_work
 from config import Settings
-from evidence import examination, filetypes, housekeeping, items, ledger, previews
+from evidence import examination, filetypes, housekeeping, items, ledger, presenting, previews
 from evidence.access import Principal, party_principal, staff_principal
 from evidence.catalogue import (
     CATEGORIES,
@@ -148,6 +148,7 @@ def setup(app: web.Application) -> None:
     r.add_get(r"/h/{token}/evidence/{number:\d+}/receipt", party_receipt)
     r.add_get(r"/h/{token}/evidence/{number:\d+}/content", party_content)
     r.add_post(r"/h/{token}/evidence/{number:\d+}/opinions", party_opinions)
+    r.add_get("/evidence/presented/{ticket}", presented_content)
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
@@ -472,6 +473,17 @@ async def party_content(request: web.Request) -> web.StreamResponse:
     response = await stream_item(
         request, runtime(request), item, inline=request.query.get("inline") == "1"
     )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def presented_content(request: web.Request) -> web.StreamResponse:
+    """The file presented in the hearing, for whoever it was presented to (a ticket each)."""
+    async with transaction(request) as session:
+        item = await presenting.load_ticket(
+            session, settings(request).secret_key, request.match_info["ticket"]
+        )
+    response = await stream_item(request, runtime(request), item, inline=True)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
