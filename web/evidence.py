@@ -86,6 +86,17 @@ UPLOAD_TEXTS: dict[str, str] = {
     "cancelled": N_("The upload was cancelled."),
 }
 
+# Texts of ``evidence-viewer.js`` in the hearing room (``evidence_stage.html``).
+VIEWER_TEXTS: dict[str, str] = {
+    "presented": N_("Evidence %(number)s, presented by %(name)s: %(title)s"),
+    "page": N_("Page %(page)s of %(pages)s"),
+    "tap_to_play": N_("Tap to play"),
+    "cannot_show": N_("This file cannot be shown here."),
+    "open_file": N_("Open the file"),
+    "item": N_("No. %(number)s %(title)s"),
+    "none": N_("No evidence to present yet."),
+}
+
 # What a page shows for a file that has no picture preview.
 NO_PREVIEW: dict[str, str] = {
     "audio": N_("Audio recording: no picture preview. Open the file to listen."),
@@ -137,6 +148,10 @@ def runtime(request: web.Request) -> EvidenceRuntime:
 
 def setup(app: web.Application) -> None:
     app[EVIDENCE] = RuntimeHolder(app[SETTINGS])
+    # The hearing room includes the viewer (its handler lives in ``web.hearing``).
+    aiohttp_jinja2.get_env(app).globals["evidence_viewer_texts"] = lambda: {
+        key: _(text) for key, text in VIEWER_TEXTS.items()
+    }
     app.cleanup_ctx.append(_housekeeping)
     r = app.router
     r.add_get(r"/cases/{case_id:\d+}/evidence", staff_page)

@@ -4,6 +4,7 @@
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { Mesh } from "./hearing-peers.js";
 import { levelMeter, loadPrefs, makeT, readTexts, startLocalMedia, stopStream } from "./hearing-media.js";
+import { attachEvidenceViewer } from "./evidence-viewer.js";
 
 const root = document.getElementById("hearing-room");
 const t = makeT(readTexts(root));
@@ -74,6 +75,7 @@ const state = {
 };
 
 const socket = io("/hearing", { transports: ["websocket"], auth: { token }, autoConnect: false });
+attachEvidenceViewer(socket);
 
 const mesh = new Mesh({
   send: (payload) => {
