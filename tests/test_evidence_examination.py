@@ -241,6 +241,29 @@ async def test_opinions_are_immutable(
     async with sessionmaker() as session:
         row = await session.get(EvidenceOpinion, opinion_id)
         assert (row.stance, row.reason) == ("disputed", "来源不明")
+    # Even with the triggers dropped, `evidence verify` names the edited opinion.
+    from evidence.runtime import EvidenceRuntime
+    from evidence.verify import verify_all
+    from web.context import SETTINGS
+
+    rt = EvidenceRuntime.from_settings(client.app[SETTINGS])
+    async with sessionmaker() as session:
+        assert (await verify_all(session, rt.store, rt.key)).ok
+    async with sessionmaker() as session:
+        if engine_name == "postgresql":
+            await session.execute(
+                text("DROP TRIGGER evidence_opinions_immutable ON evidence_opinions")
+            )
+        else:
+            await session.execute(text("DROP TRIGGER evidence_opinions_no_update"))
+        await session.execute(
+            text("UPDATE evidence_opinions SET stance = 'acknowledged' WHERE id = :id"),
+            {"id": opinion_id},
+        )
+        await session.commit()
+    async with sessionmaker() as session:
+        report = await verify_all(session, rt.store, rt.key)
+    assert any(f"opinion {opinion_id}:" in p for p in report.problems), report.problems
 
 
 async def test_examination_routes_refuse_outsiders(

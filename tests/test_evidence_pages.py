@@ -289,3 +289,22 @@ async def test_housekeeping_expires_abandoned_uploads_and_signs_tree_heads(
     assert [h["tree_size"] for h in public["tree_heads"]] == [1] and public["public_key"]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(TreeHead)) == 1
+
+
+async def test_a_damaged_copy_is_a_readable_error_page(
+    client: Any, staff: dict[str, str], sessionmaker: Any, caplog: Any
+) -> None:
+    from evidence.models import EvidenceItem
+
+    token = await party_token(client, sessionmaker, 1, "respondent")
+    assert (await upload(client, staff, real_pdf())).status == 204
+    async with sessionmaker() as session:
+        item = await session.scalar(select(EvidenceItem))
+    path = client.app[SETTINGS].data_dir / "evidence" / "blobs" / item.blob_id[:2] / item.blob_id
+    raw = bytearray(path.read_bytes())
+    raw[-40] ^= 0x01
+    path.write_bytes(bytes(raw))
+    resp = await client.get(f"/h/{token}/evidence/1/content")
+    assert resp.status == 500
+    assert "存储副本已损坏" in await resp.text()
+    caplog.clear()  # the server rightly logged the damage

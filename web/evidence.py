@@ -485,9 +485,18 @@ async def party_content(request: web.Request) -> web.StreamResponse:
         viewer = await _party_viewer(session, request)
         item = await _item(session, request, viewer)
         await items.do_record_download(session, viewer.principal, viewer.case, item)
-    response = await stream_item(
-        request, runtime(request), item, inline=request.query.get("inline") == "1"
-    )
+    return await _page_stream(request, item, inline=request.query.get("inline") == "1")
+
+
+async def _page_stream(
+    request: web.Request, item: EvidenceItem, *, inline: bool
+) -> web.StreamResponse:
+    """``stream_item`` for the pages: a damaged copy is a readable 500 page."""
+    try:
+        response = await stream_item(request, runtime(request), item, inline=inline)
+    except Damaged as exc:
+        message = i18n.translate(exc.message, exc.params, settings(request).timezone)
+        raise web.HTTPInternalServerError(text=message) from None
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -498,9 +507,7 @@ async def presented_content(request: web.Request) -> web.StreamResponse:
         item = await presenting.load_ticket(
             session, settings(request).secret_key, request.match_info["ticket"]
         )
-    response = await stream_item(request, runtime(request), item, inline=True)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return await _page_stream(request, item, inline=True)
 
 
 # ---- examination ------------------------------------------------------------------------------------
