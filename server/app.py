@@ -100,7 +100,6 @@ async def _signaling(app: web.Application) -> None:
         ice,
         translate,
         connections=connections,
-        cache_snapshots=not settings.redis_url,
     )
 
 
