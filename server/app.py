@@ -104,7 +104,6 @@ async def _signaling(app: web.Application) -> None:
         ice,
         translate,
         connections=connections,
-        cache_snapshots=not settings.redis_url,
     )
     signaling = app[SIGNALING]
     app[PRESENTATION] = Presentation(

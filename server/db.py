@@ -1,8 +1,12 @@
 """Database engine and migrations.
 
-SQLite (default) and PostgreSQL through one async engine. On SQLite every transaction starts with
+SQLite (default) and PostgreSQL through one async engine. On SQLite a unit of work
+(``cases.uow.transaction``, which marks its connection with ``WRITER_EXECUTION_OPTION``) starts with
 ``BEGIN IMMEDIATE``: writers are serialised up front instead of failing with SQLITE_BUSY half-way,
-which also keeps the audit hash chain linear (PostgreSQL uses an advisory lock for that).
+which also keeps the audit hash chain linear (PostgreSQL uses an advisory lock for that). Every
+other session only reads and starts with a plain ``BEGIN``: in WAL mode readers neither wait for
+the writer nor hold it up (taking the write lock for reads queued every hearing event behind every
+join — see bench/signaling.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from cases.uow import WRITER_EXECUTION_OPTION, serialise_writers
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -40,14 +46,18 @@ def make_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            writer = conn.get_execution_options().get(WRITER_EXECUTION_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name == "sqlite":
+        serialise_writers(maker)
+    return maker
 
 
 def alembic_config(url: str) -> Config:

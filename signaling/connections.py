@@ -5,6 +5,10 @@ address (``YUNTIAO_REDIS_URL``), every process must know who is connected anywhe
 on process A syncs participants connected to process B — so the registry lives in Redis
 (``RedisConnections``). Each process refreshes a heartbeat key; sockets of a process whose
 heartbeat expired (it crashed) no longer count as connected.
+
+The registry also carries "this hearing changed" between processes (``announce`` / ``listen``),
+so each process can keep the hearing's routing snapshot in memory and drop it only when it is
+stale, instead of reading the database for every relayed message.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 Media = dict[str, bool]
+ChangeListener = Callable[[int], None]
+log = logging.getLogger("yuntiao.signaling")
 
 
 class Connections(Protocol):
@@ -38,6 +46,12 @@ class Connections(Protocol):
 
     def local_count(self) -> int:
         """Sockets held by this process (tests wait for it to drain)."""
+
+    async def announce(self, hearing_id: int) -> None:
+        """Tell the other processes that this hearing's participants or presence changed."""
+
+    def listen(self, listener: ChangeListener) -> None:
+        """Call ``listener(hearing_id)`` for every change another process announces."""
 
     async def close(self) -> None: ...
 
@@ -80,6 +94,12 @@ class LocalConnections:
     def local_count(self) -> int:
         return len(self._owner)
 
+    async def announce(self, hearing_id: int) -> None:
+        """Nobody else to tell."""
+
+    def listen(self, listener: ChangeListener) -> None:
+        """No other process can change a hearing."""
+
     async def close(self) -> None:
         return None
 
@@ -96,6 +116,7 @@ class RedisConnections:
         self.host = uuid.uuid4().hex[:12]
         self._owner: dict[str, tuple[int, int]] = {}
         self._beat: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def _key(self, *parts: object) -> str:
         return ":".join([self.prefix, *(str(p) for p in parts)])
@@ -152,11 +173,34 @@ class RedisConnections:
     def local_count(self) -> int:
         return len(self._owner)
 
+    async def announce(self, hearing_id: int) -> None:
+        await self.redis.publish(self._key("changed"), f"{self.host}|{hearing_id}")
+
+    def listen(self, listener: ChangeListener) -> None:
+        self._listener = asyncio.create_task(self._listen(listener))
+
+    async def _listen(self, listener: ChangeListener) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._key("changed"))
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        host, _, hearing = str(message["data"]).partition("|")
+                        if host != self.host and hearing.isdigit():
+                            listener(int(hearing))
+            except aioredis.ConnectionError as exc:
+                # A missed announcement only delays freshness (snapshots also expire); retry.
+                log.warning("hearing change channel lost (%s); resubscribing", exc)
+                await asyncio.sleep(1)
+
     async def close(self) -> None:
-        if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+        for task in (self._beat, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for sid, (_hearing, pid) in list(self._owner.items()):
             await self.redis.srem(self._key("sids", pid), f"{self.host}|{sid}")
         await self.redis.delete(self._key("host", self.host))

@@ -7,10 +7,11 @@ routing decision cannot be bypassed by a broadcast. After every change each conn
 receives a fresh ``sync`` with only what they may see (their roster, their media peers, and the
 lobby for staff); clients render from it, which also heals any missed message.
 
-Who is connected is this process's knowledge (``Connections``). Relaying ``signal`` uses the
-hearing's last snapshot (rebuilt on every change and at least every ``SNAPSHOT_MAX_AGE_S``) so
-offer/answer/ICE bursts do not each hit the database; every other event re-reads the invitation,
-so a revoked link stops working on an open connection.
+Who is connected is this process's knowledge (``Connections``). Relaying ``signal``, presence
+and chat uses the hearing's routing snapshot kept in memory: rebuilt by every ``sync`` (which
+follows every change), dropped when another process announces a change to the hearing, and at
+the latest after ``SNAPSHOT_MAX_AGE_S``; so offer/answer/ICE bursts never wait for the database.
+Every other event re-reads the invitation, so a revoked link stops working on an open connection.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import socketio
+import sqlalchemy.exc
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cases.catalogue import N_
 from cases.errors import DomainError
 from cases.models import utcnow
 from cases.uow import transaction
@@ -44,7 +47,12 @@ from signaling.connections import Connections, LocalConnections
 
 log = logging.getLogger("yuntiao.signaling")
 
-SNAPSHOT_MAX_AGE_S = 5.0
+# A safety net only: every change through any process already refreshes or drops the snapshot.
+SNAPSHOT_MAX_AGE_S = 60.0
+BUSY = N_("The server is busy. Please try again in a moment.")
+FAILED = N_(
+    "Something went wrong on the server. Please try again; if it happens again, reload the page."
+)
 Translate = Callable[[str, str, dict[str, Any]], str]
 IceServers = Callable[[int], list[dict[str, Any]]]
 
@@ -66,7 +74,6 @@ class HearingSignaling:
         ice_servers: IceServers,
         translate: Translate,
         connections: Connections | None = None,
-        cache_snapshots: bool = True,
     ) -> None:
         self.sio = sio
         self.maker = maker
@@ -74,9 +81,10 @@ class HearingSignaling:
         self.ice_servers = ice_servers
         self.translate = translate
         self.connections: Connections = connections or LocalConnections()
-        # With several processes another one may change a hearing: always read fresh then.
-        self.cache_snapshots = cache_snapshots
         self.snapshots: dict[int, CachedSnapshot] = {}
+        self._epochs: dict[int, int] = defaultdict(int)
+        self._rebuild_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.connections.listen(self._changed_elsewhere)
         self._signal_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         sio.on("connect", namespace=NAMESPACE)(self.on_connect)
         sio.on("disconnect", namespace=NAMESPACE)(self.on_disconnect)
@@ -99,6 +107,12 @@ class HearingSignaling:
                     session, participant_actor(participant, ip, user_agent), participant
                 )
                 hearing_id, participant_id = participant.hearing_id, participant.id
+        except (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError) as exc:
+            log.warning("connection not admitted, server overloaded: %s", exc)
+            message = self.translate(locale, BUSY, {})
+            raise socketio.exceptions.ConnectionRefusedError(
+                message, {"code": "busy", "message": message}
+            ) from None
         except DomainError as exc:
             # socket.io delivers this to the client's connect_error handler as ``err.message``
             # (the first argument) and ``err.data`` (the second).
@@ -182,6 +196,14 @@ class HearingSignaling:
                 await self._error(
                     sid, event, exc.code, self.translate(locale, exc.message, exc.params)
                 )
+            except (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError) as exc:
+                # Overload (no pooled connection, database locked): nothing was changed; the
+                # client is told to retry instead of waiting for an answer that never comes.
+                log.warning("%s from %s not handled: %s", event, sid, exc)
+                await self._error(sid, event, "busy", self.translate(locale, BUSY, {}))
+            except Exception:
+                log.exception("%s from %s failed", event, sid)
+                await self._error(sid, event, "server_error", self.translate(locale, FAILED, {}))
 
         return handle
 
@@ -249,7 +271,9 @@ class HearingSignaling:
             hearing = await session.get(Hearing, me.hearing_id)
             assert hearing is not None
             payload = _chat_json(message, hearing)
-        snapshot = await self.snapshot(int(state["hearing"]), fresh=True)
+        # The same snapshot that routes media: rebuilt by every sync in this process, so it
+        # already knows every admission and sub-room move made through signaling.
+        snapshot = await self.snapshot(int(state["hearing"]))
         await self._emit_each(routing.chat_recipients(snapshot, me.id), "chat", payload)
 
     async def on_leave(self, sid: str, state: dict[str, Any], data: catalogue.Empty) -> None:
@@ -384,32 +408,50 @@ class HearingSignaling:
     # ---- views -------------------------------------------------------------------------------
 
     async def snapshot(self, hearing_id: int, fresh: bool = False) -> routing.Snapshot:
+        """The hearing's routing snapshot: from memory unless ``fresh`` or stale."""
         cached = self.snapshots.get(hearing_id)
-        if (
-            self.cache_snapshots
-            and not fresh
-            and cached is not None
-            and time.monotonic() - cached.at < SNAPSHOT_MAX_AGE_S
-        ):
+        if not fresh and cached is not None and _current(cached):
             return cached.snapshot
-        async with self.maker() as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(HearingParticipant.id).where(
-                            HearingParticipant.hearing_id == hearing_id
+        async with self._rebuild_locks[hearing_id]:
+            cached = self.snapshots.get(hearing_id)
+            if not fresh and cached is not None and _current(cached):
+                return cached.snapshot  # rebuilt while we waited
+            epoch = self._epochs[hearing_id]
+            async with self.maker() as session:
+                ids = list(
+                    (
+                        await session.scalars(
+                            select(HearingParticipant.id).where(
+                                HearingParticipant.hearing_id == hearing_id
+                            )
                         )
-                    )
-                ).all()
-            )
-            snapshot = await hearings.load_snapshot(
-                session, hearing_id, await self.connections.connected(ids)
-            )
-        self.snapshots[hearing_id] = CachedSnapshot(snapshot, time.monotonic())
-        return snapshot
+                    ).all()
+                )
+                snapshot = await hearings.load_snapshot(
+                    session, hearing_id, await self.connections.connected(ids)
+                )
+            self._keep(hearing_id, snapshot, epoch)
+            return snapshot
+
+    def _keep(self, hearing_id: int, snapshot: routing.Snapshot, epoch: int) -> None:
+        """Cache a snapshot unless another process announced a change since it was read."""
+        if self._epochs[hearing_id] == epoch:
+            self.snapshots[hearing_id] = CachedSnapshot(snapshot, time.monotonic())
+
+    def _changed_elsewhere(self, hearing_id: int) -> None:
+        self._epochs[hearing_id] += 1
+        self.snapshots.pop(hearing_id, None)
 
     async def sync(self, hearing_id: int) -> None:
-        """Send every connected participant of the hearing their own current view."""
+        """Send every connected participant of the hearing their own current view.
+
+        One rebuild at a time per hearing: two syncs racing could otherwise leave the older
+        reading in the cache and deliver it last."""
+        async with self._rebuild_locks[hearing_id]:
+            await self._sync(hearing_id)
+
+    async def _sync(self, hearing_id: int) -> None:
+        epoch = self._epochs[hearing_id]
         async with self.maker() as session:
             hearing = await session.get(Hearing, hearing_id, populate_existing=True)
             if hearing is None:
@@ -425,7 +467,8 @@ class HearingSignaling:
                 "status": hearing.status,
                 "record": hearing.record,
             }
-        self.snapshots[hearing_id] = CachedSnapshot(snapshot, time.monotonic())
+        self._keep(hearing_id, snapshot, epoch)
+        await self.connections.announce(hearing_id)
         for participant_id in sorted(set(people) & connected):
             viewer = people[participant_id]
             is_staff = viewer.kind in STAFF_KINDS and viewer.state == ADMITTED
@@ -465,6 +508,10 @@ class HearingSignaling:
     async def _emit_each(self, recipients: frozenset[int], event: str, message: Any) -> None:
         for participant_id in sorted(recipients):
             await self.sio.emit(event, message, to=_room(participant_id), namespace=NAMESPACE)
+
+
+def _current(cached: CachedSnapshot) -> bool:
+    return time.monotonic() - cached.at < SNAPSHOT_MAX_AGE_S
 
 
 def _room(participant_id: int) -> str:

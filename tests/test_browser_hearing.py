@@ -334,6 +334,10 @@ async def open_link(
         await page.check("#acknowledge")
     await page.click("#join-button")
     await page.wait_for_url("**/room")
+    # Entered in place: no page load, so the camera and microphone the person just checked
+    # keep running (no second permission prompt, no second camera start).
+    loaded = await page.evaluate("() => performance.getEntriesByType('navigation')[0].name")
+    assert loaded.endswith(path), loaded
     return room
 
 

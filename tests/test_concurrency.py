@@ -58,3 +58,17 @@ async def test_parallel_intake_gets_unique_numbers(client: Any, sessionmaker: An
     assert seqs == list(range(2, 10))
     async with sessionmaker() as session:
         assert (await verify_chain(session)).ok
+
+
+async def test_reading_never_waits_for_a_writer(client: Any, sessionmaker: Any) -> None:
+    """A page or a hearing event that only reads goes ahead while a change is being written
+    (on SQLite only units of work take the write lock), and sees the state before that change."""
+    async with transaction(sessionmaker) as session:
+        case = await intake.get_case(session, 1)
+        before = case.status
+        await lifecycle.do_transition(session, Actor.system("t"), case, "notified", "r")
+        async with sessionmaker() as reader:
+            seen = await asyncio.wait_for(intake.get_case(reader, 1), timeout=20)
+            assert seen.status == before
+    async with sessionmaker() as reader:
+        assert (await intake.get_case(reader, 1)).status == "notified"

@@ -145,3 +145,49 @@ async def test_hearing_across_two_processes(
     await third.connect(b.base, party_token)
     await again.until(lambda: bool(again.events["replaced"]))
     await third.until(lambda: third.last_sync().get("peers") == [mediator_id])
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+async def test_caucus_made_on_one_process_is_enforced_on_the_other(
+    two_servers: tuple[ServerProcess, ServerProcess],
+    hearing_links: dict[str, Any],  # noqa: F811
+    peers: list[Peer],
+) -> None:
+    """Each process relays from its in-memory routing snapshot; a sub-room split made through
+    process A must reach process B's snapshot before B relays anything across it."""
+    a, b = two_servers
+    mediator_id, mediator_token = hearing_links["李静"]
+    applicant_id, applicant_token = hearing_links["宜昌某家居用品有限公司"]
+    respondent_id, respondent_token = hearing_links["义乌某电子商务有限公司"]
+    mediator, applicant, respondent = Peer("mediator@A"), Peer("applicant@A"), Peer("resp@B")
+    peers.extend([mediator, applicant, respondent])
+    await mediator.connect(a.base, mediator_token)
+    await applicant.connect(a.base, applicant_token)
+    await respondent.connect(b.base, respondent_token)
+    await mediator.until(lambda: len(mediator.last_sync().get("lobby", [])) == 2)
+    for participant_id in (applicant_id, respondent_id):
+        await mediator.emit("admit", {"participant_id": participant_id})
+    await respondent.until(lambda: applicant_id in respondent.last_sync().get("peers", []))
+
+    # Before the split B relays the respondent's offer to the applicant (B's snapshot is warm).
+    await respondent.emit(
+        "signal", {"to": applicant_id, "description": {"type": "offer", "sdp": "1"}}
+    )
+    await applicant.until(lambda: bool(applicant.events["signal"]))
+
+    await mediator.emit("caucus_start")
+    await respondent.until(lambda: respondent.last_sync()["you"]["subroom"] == "respondent")
+    await applicant.until(lambda: applicant.last_sync()["you"]["subroom"] == "applicant")
+    for peer in (mediator, applicant, respondent):
+        peer.events.clear()
+
+    await respondent.emit(
+        "signal", {"to": applicant_id, "description": {"type": "offer", "sdp": "2"}}
+    )
+    await respondent.emit("chat", {"text": "只给我方看"})
+    await respondent.until(lambda: bool(respondent.events["error"]))
+    assert respondent.events["error"][0]["code"] == "not_allowed"
+    await respondent.until(lambda: bool(respondent.events["chat"]))  # their own side got it
+    await asyncio.sleep(0.5)
+    assert not applicant.events["signal"] and not applicant.events["chat"]
+    assert not mediator.events["chat"]  # the mediator is with the applicant side

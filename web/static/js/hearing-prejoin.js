@@ -2,6 +2,7 @@
 // something is refused or missing. The choice is kept (sessionStorage) for the hearing room.
 import {
   errorKey,
+  handOver,
   levelMeter,
   loadPrefs,
   makeT,
@@ -28,6 +29,7 @@ if (box) {
   const prefs = loadPrefs();
   audioOnly.checked = Boolean(prefs.audioOnly);
   let stream = null;
+  let lastResult = null;
   let stopMeter = () => {};
 
   const setStatus = (messages, problem) => {
@@ -72,6 +74,7 @@ if (box) {
       return;
     }
     const result = await startLocalMedia(prefs);
+    lastResult = result;
     stream = result.stream;
     const hasVideo = stream.getVideoTracks().length > 0;
     const hasAudio = stream.getAudioTracks().length > 0;
@@ -112,11 +115,50 @@ if (box) {
     start();
   });
   navigator.mediaDevices?.addEventListener?.("devicechange", () => listDevices().catch(() => {}));
-  form?.addEventListener("submit", () => {
-    savePrefs(prefs);
+  const release = () => {
     // Free the camera for the room page (some phones allow only one user at a time).
     stopMeter();
     stopStream(stream);
+  };
+
+  // Enter the room without a page load: post the form, and when the answer is the room page,
+  // put its body in place, keep the running camera and microphone, and start the room's
+  // scripts. Anything else (a refusal to show, an old browser, a network error) falls back to
+  // the ordinary form submission, which shows the server's answer as a page.
+  const enterInPlace = async () => {
+    const response = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+    const url = new URL(response.url);
+    if (!response.ok || !url.pathname.endsWith("/room")) throw new Error("not the room");
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    if (!page.getElementById("hearing-room")) throw new Error("not the room");
+    stopMeter();
+    handOver(lastResult);
+    for (const link of page.head.querySelectorAll('link[rel="stylesheet"]')) {
+      if (![...document.styleSheets].some((sheet) => sheet.href === link.href)) document.head.append(link);
+    }
+    document.title = page.title;
+    document.documentElement.lang = page.documentElement.lang;
+    document.body.replaceWith(page.body);
+    for (const script of page.head.querySelectorAll('script[type="module"][src]')) {
+      await import(new URL(script.getAttribute("src"), location.href).href);
+    }
+    // Last: the address says "room" once the room runs (a reload then opens the room page).
+    history.replaceState(null, "", url.pathname);
+  };
+
+  form?.addEventListener("submit", (event) => {
+    savePrefs(prefs);
+    if (form.dataset.submitted || !window.fetch || !window.DOMParser || !lastResult) {
+      release();
+      return;
+    }
+    event.preventDefault();
+    form.dataset.submitted = "yes";
+    form.querySelector('button[type="submit"]')?.setAttribute("disabled", "");
+    enterInPlace().catch(() => {
+      release();
+      form.submit();
+    });
   });
   start();
 }

@@ -3,7 +3,15 @@
 // Wire protocol: signaling/catalogue.py. User text is always set with textContent.
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { Mesh } from "./hearing-peers.js";
-import { levelMeter, loadPrefs, makeT, readTexts, startLocalMedia, stopStream } from "./hearing-media.js";
+import {
+  levelMeter,
+  loadPrefs,
+  makeT,
+  readTexts,
+  startLocalMedia,
+  stopStream,
+  takeHandedOver,
+} from "./hearing-media.js";
 import { attachEvidenceViewer } from "./evidence-viewer.js";
 
 const root = document.getElementById("hearing-room");
@@ -174,7 +182,7 @@ const PROFILES = [
 // until replaceTrack puts the tracks in: the transceivers are negotiated send-and-receive).
 async function startMedia() {
   const prefs = loadPrefs();
-  const result = await startLocalMedia(prefs, PROFILES[0][1]);
+  const result = takeHandedOver() ?? (await startLocalMedia(prefs, PROFILES[0][1]));
   if (state.finished) {
     stopStream(result.stream);
     return;
