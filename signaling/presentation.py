@@ -181,7 +181,7 @@ class Presentation:
     # ---- events ------------------------------------------------------------------------------
 
     async def on_present_list(self, sid: str, state: dict[str, Any], data: Empty) -> None:
-        async with transaction(self.maker) as session:
+        async with self.maker() as session:  # reads only
             _me, case, _ = await self._staff(session, state)
             rows = await presenting.presentable(session, case)
             items = [
@@ -214,7 +214,7 @@ class Presentation:
         await self._send(recipients, shown)
 
     async def on_present_control(self, sid: str, state: dict[str, Any], data: Control) -> None:
-        async with transaction(self.maker) as session:
+        async with self.maker() as session:  # reads only
             me, _case, _ = await self._staff(session, state)
         shown = self.shown.get((me.hearing_id, me.subroom))
         if shown is None:
@@ -229,13 +229,13 @@ class Presentation:
         await self._send(await self._recipients(me), shown)
 
     async def on_present_stop(self, sid: str, state: dict[str, Any], data: Empty) -> None:
-        async with transaction(self.maker) as session:
+        async with self.maker() as session:  # reads only
             me, _case, _ = await self._staff(session, state)
         self.shown.pop((me.hearing_id, me.subroom), None)
         await self._send(await self._recipients(me), None)
 
     async def on_present_query(self, sid: str, state: dict[str, Any], data: Empty) -> None:
-        async with transaction(self.maker) as session:
+        async with self.maker() as session:  # reads only
             me = await self._me(session, state)
         shown = self.shown.get((me.hearing_id, me.subroom))
         await self.sio.emit("presentation", self._view(me.id, shown), to=sid, namespace=NAMESPACE)
