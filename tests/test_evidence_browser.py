@@ -70,3 +70,62 @@ async def test_phone_upload_with_progress_and_a_dropped_connection(
     # Created, one PATCH, a dropped one, a HEAD to ask where it stands, then the rest.
     assert seen[0].startswith("POST") and "HEAD " in seen
     assert seen.count(f"PATCH {8 * 1024 * 1024}") == 2, seen
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_staff_evidence_pages_fit_a_phone(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.helpers import api_headers
+    from tests.test_evidence_pages import png_bytes, real_pdf
+    from tests.test_evidence_support import upload
+
+    staff = await api_headers(client, "mediator", demo_logins["mediator"])
+    respondent = {"X-Hearing-Token": await party_token(client, sessionmaker, 1, "respondent")}
+    assert (
+        await upload(client, staff, real_pdf(), title="借款合同（2025年3月3日签订）")
+    ).status == 204
+    assert (
+        await upload(client, staff, png_bytes(), filename="现场.png", title="现场照片")
+    ).status == 204
+    resp = await client.post(
+        "/api/v1/cases/1/evidence/1/opinions",
+        json={
+            "opinions": [{"property": "legality", "stance": "disputed", "reason": "签名非本人所写"}]
+        },
+        headers=respondent,
+    )
+    assert resp.status == 201
+    base = str(client.make_url("/")).rstrip("/")
+    async with chromium() as browser:
+        context = await browser.new_context(
+            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN"
+        )
+        page = await context.new_page()
+        await page.goto(base + "/login")
+        await page.fill("input[name=username]", "mediator")
+        await page.fill("input[name=password]", demo_logins["mediator"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/cases*")
+        for path, shot in [
+            ("/cases/1/evidence", "phone-evidence-staff.png"),
+            ("/cases/1/evidence/examination", "phone-evidence-matrix.png"),
+            ("/cases/1/evidence/1/receipt", "phone-evidence-receipt.png"),
+        ]:
+            await page.goto(base + path)
+            await page.wait_for_load_state("networkidle")
+            assert await _overflow(page) <= 0, path
+            await page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        # The matrix: tap a cell for its history.
+        await page.goto(base + "/cases/1/evidence/examination")
+        await page.click("td.opinion-disputed summary")
+        assert "签名非本人所写" in await page.inner_text("td.opinion-disputed")
+        # Thumbnails arrived (an image preview and a PDF first page).
+        await page.goto(base + "/cases/1/evidence")
+        await page.wait_for_load_state("networkidle")
+        widths = await page.evaluate(
+            "[...document.querySelectorAll('img[data-preview]')].map((i) => i.naturalWidth)"
+        )
+        assert len(widths) == 2 and all(w > 100 for w in widths), widths
+        await context.close()
