@@ -137,8 +137,15 @@ def check_examine(
                 N_("You do not have access to the evidence of this case."),
                 code="evidence_forbidden",
             )
-        party = parties.get(me.represents_id) if me.role == AGENT_ROLE and me.represents_id else me
-        if party is None or (party_id is not None and party_id != party.id):
+        party = me
+        if me.role == AGENT_ROLE:
+            party = parties.get(me.represents_id) if me.represents_id is not None else None
+        # An agent who represents nobody in this case holds no opinion of their own.
+        if (
+            party is None
+            or party.role == AGENT_ROLE
+            or (party_id is not None and party_id != party.id)
+        ):
             raise Forbidden(
                 N_("You can state opinions only for yourself or the party you represent."),
                 code="evidence_examine_forbidden",

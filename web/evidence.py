@@ -347,8 +347,10 @@ async def _party_viewer(session: AsyncSession, request: web.Request) -> Viewer:
     parties = {p.id: p for p in case.parties}
     me = parties.get(who.party_id) if who.party_id is not None else None
     party = me
-    if me is not None and me.role == examination.AGENT_ROLE and me.represents_id in parties:
-        party = parties[me.represents_id]
+    if (
+        me is not None and me.role == examination.AGENT_ROLE
+    ):  # states opinions for whom they represent
+        party = parties.get(me.represents_id) if me.represents_id is not None else None
     return Viewer(who, case, f"/h/{token}/evidence", token=token, party=party, parties=parties)
 
 
