@@ -129,3 +129,54 @@ async def test_staff_evidence_pages_fit_a_phone(
         )
         assert len(widths) == 2 and all(w > 100 for w in widths), widths
         await context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_upload_continues_after_the_page_is_reloaded(
+    client: Any, sessionmaker: Any, tmp_path: Any
+) -> None:
+    """The connection keeps failing, the person reloads the page and presses "Upload" again with
+    the same file: the upload continues where the server stands (no second upload, no resend)."""
+    token = await party_token(client, sessionmaker, 1, "applicant")
+    base = str(client.make_url("/")).rstrip("/")
+    data = pdf_bytes(12 * 1024 * 1024, seed=11)
+    path = tmp_path / "银行流水.pdf"
+    path.write_bytes(data)
+    seen: list[str] = []
+
+    async def broken_after_first_chunk(route: Any) -> None:
+        request = route.request
+        seen.append(f"{request.method} {request.headers.get('upload-offset', '')}")
+        if request.method == "PATCH" and request.headers.get("upload-offset") != "0":
+            await route.abort("connectionreset")
+            return
+        await route.continue_()
+
+    async def log_only(route: Any) -> None:
+        seen.append(f"{route.request.method} {route.request.headers.get('upload-offset', '')}")
+        await route.continue_()
+
+    async def fill(page: Any) -> None:
+        await page.set_input_files("#ev-file", str(path))
+        await page.fill("#ev-title", "银行流水")
+        await page.select_option("#ev-category", "documentary")
+        await page.fill("#ev-purpose", "证明转账时间")
+        await page.click("#upload-start")
+
+    async with chromium() as browser:
+        context = await browser.new_context(viewport=PHONE, locale="zh-CN")
+        page = await context.new_page()
+        await page.route("**/evidence/uploads**", broken_after_first_chunk)
+        await page.goto(f"{base}/h/{token}/evidence")
+        await fill(page)
+        await page.wait_for_selector("#upload-status.upload-warn", timeout=20000)
+        await page.unroute("**/evidence/uploads**")
+        await page.route("**/evidence/uploads**", log_only)
+        await page.goto(f"{base}/h/{token}/evidence")  # the reload
+        await fill(page)
+        await page.wait_for_url("**/evidence?done=uploaded#item-1", timeout=60000)
+        assert hashlib.sha256(data).hexdigest() in await page.inner_text("body")
+        await context.close()
+    assert seen.count("POST ") == 1, seen  # one upload, continued
+    assert f"PATCH {8 * 1024 * 1024}" in seen and seen.count("PATCH 0") == 1, seen
