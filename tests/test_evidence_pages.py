@@ -308,3 +308,42 @@ async def test_a_damaged_copy_is_a_readable_error_page(
     assert resp.status == 500
     assert "存储副本已损坏" in await resp.text()
     caplog.clear()  # the server rightly logged the damage
+
+
+async def test_mediator_records_an_oral_opinion_on_the_matrix_page(
+    client: Any, staff: dict[str, str], sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.test_evidence_examination import party_ids
+
+    assert (await upload(client, staff, real_pdf(), title="借条")).status == 204
+    ids = await party_ids(sessionmaker)
+    csrf = await login(client, "mediator", demo_logins["mediator"])
+    page = await (await client.get("/cases/1/evidence/examination")).text()
+    assert 'id="record"' in page
+    form = {
+        "csrf_token": csrf,
+        "number": "1",
+        "party_id": str(ids["respondent"]),
+        "property": "authenticity",
+        "stance": "disputed",
+    }
+    resp = await client.post("/cases/1/evidence/examination", data=form)
+    assert resp.status == 422 and "请说明不认可这份证据真实性的理由" in await resp.text()
+    form["reason"] = "复印件，无原件核对"
+    resp = await client.post("/cases/1/evidence/examination", data=form, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    # Again without ticking "correction": refused; ticked: a linked correction.
+    form.update(stance="acknowledged", reason="")
+    resp = await client.post("/cases/1/evidence/examination", data=form)
+    assert resp.status == 409
+    resp = await client.post(
+        "/cases/1/evidence/examination", data={**form, "correction": "yes"}, allow_redirects=False
+    )
+    assert resp.status == 303
+    html = await (await client.get(resp.headers["Location"])).text()
+    assert "复印件，无原件核对" in html and "由工作人员记录" in html and "已更正" in html
+    # Staff without business in the case cannot record.
+    client.session.cookie_jar.clear()
+    csrf = await login(client, "mediator2", demo_logins["mediator2"])
+    resp = await client.post("/cases/1/evidence/examination", data={**form, "csrf_token": csrf})
+    assert resp.status == 403

@@ -29,10 +29,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cases import access as case_access
 from cases.catalogue import N_
-from cases.errors import DomainError
+from cases.errors import Conflict, DomainError, Forbidden, Invalid
 from cases.models import Case, Party, utcnow
-from cases.uow import transaction as unit_of_work
 from config import Settings
 from evidence import examination, filetypes, housekeeping, items, ledger, presenting, previews
 from evidence.access import Principal, party_principal, staff_principal
@@ -118,6 +118,7 @@ ICON_GROUPS = {
 }
 
 DONE_MESSAGES: dict[str, str] = {
+    "recorded": N_("The opinion has been recorded. It can no longer be changed, only corrected."),
     "uploaded": N_("The evidence has been received and registered."),
     "examined": N_("Your opinion has been recorded. It can no longer be changed, only corrected."),
 }
@@ -156,6 +157,7 @@ def setup(app: web.Application) -> None:
     r = app.router
     r.add_get(r"/cases/{case_id:\d+}/evidence", staff_page)
     r.add_get(r"/cases/{case_id:\d+}/evidence/examination", matrix_page)
+    r.add_post(r"/cases/{case_id:\d+}/evidence/examination", matrix_record)
     r.add_get(r"/cases/{case_id:\d+}/evidence/{number:\d+}/preview", staff_preview)
     r.add_get(r"/cases/{case_id:\d+}/evidence/{number:\d+}/receipt", staff_receipt)
     r.add_get("/h/{token}/evidence", party_page)
@@ -534,7 +536,7 @@ async def party_opinions(request: web.Request) -> web.StreamResponse:
         )
     number = int(request.match_info["number"])
     try:
-        async with unit_of_work(request.app[SESSIONMAKER]) as session:
+        async with transaction(request) as session:
             viewer = await _party_viewer(session, request)
             item = await _item(session, request, viewer)
             await examination.do_state_opinions(
@@ -561,24 +563,83 @@ async def party_opinions(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _matrix_values(
+    session: AsyncSession, request: web.Request, viewer: Viewer
+) -> dict[str, Any]:
+    rows = await items.list_items(session, viewer.case)
+    grid = await examination.matrix(session, viewer.case, rows)
+    user = require_user(request)
+    done = request.query.get("done", "")
+    return {
+        "case": viewer.case,
+        "grid": grid,
+        "properties": [(code, _(text)) for code, text in PROPERTIES.items()],
+        "stances": [(code, _(text)) for code, text in STANCES.items()],
+        "stance_label": lambda code: _label(STANCES, code),
+        "status_label": lambda code: _label(STATUSES, code),
+        "can_record": case_access.can_progress_case(user, viewer.case),
+        "open_items": [i for i in rows if i.status == SUBMITTED],
+        "error": None,
+        "values": {},
+        "notice": _(DONE_MESSAGES[done]) if done in DONE_MESSAGES else None,
+    }
+
+
 async def matrix_page(request: web.Request) -> web.StreamResponse:
     async with transaction(request) as session:
         viewer = await _staff_viewer(session, request)
-        rows = await items.list_items(session, viewer.case)
-        grid = await examination.matrix(session, viewer.case, rows)
-    names = {p.id: p.name for p in viewer.case.parties}
-    return _render(
-        request,
-        "evidence_matrix.html",
-        {
-            "case": viewer.case,
-            "grid": grid,
-            "names": names,
-            "properties": [(code, _(text)) for code, text in PROPERTIES.items()],
-            "stance_label": lambda code: _label(STANCES, code),
-            "status_label": lambda code: _label(STATUSES, code),
-        },
-    )
+        values = await _matrix_values(session, request, viewer)
+    return _render(request, "evidence_matrix.html", values)
+
+
+def _form_int(form: Any, name: str) -> int | None:
+    raw = form.get(name, "")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 10 else None
+
+
+async def matrix_record(request: web.Request) -> web.StreamResponse:
+    """Staff record an opinion a party stated in the hearing (a correction when ticked)."""
+    form = await request.post()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    number, party_id = _form_int(form, "number"), _form_int(form, "party_id")
+    prop = values.get("property", "")
+    try:
+        async with transaction(request) as session:
+            viewer = await _staff_viewer(session, request)
+            if number is None:
+                raise Invalid(N_("Choose the evidence."), code="evidence_number_required")
+            item = await items.get_item(session, viewer.case, number)
+            corrects = None
+            if values.get("correction") == "yes" and party_id is not None:
+                grid = await examination.matrix(session, viewer.case, [item])
+                cell = grid.cells.get((item.id, party_id, prop))
+                current = cell.current if cell is not None else None
+                corrects = current.id if current is not None else None
+            await examination.do_state_opinions(
+                session,
+                viewer.principal,
+                viewer.case,
+                item,
+                party_id,
+                [
+                    examination.OpinionInput(
+                        prop, values.get("stance", ""), values.get("reason", ""), corrects
+                    )
+                ],
+            )
+    except DomainError as exc:
+        if isinstance(exc, Forbidden) or exc.code in ("not_found", "case_not_found"):
+            raise
+        async with transaction(request) as session:
+            viewer = await _staff_viewer(session, request)
+            page = await _matrix_values(session, request, viewer)
+        page.update(
+            error=i18n.translate(exc.message, exc.params, settings(request).timezone),
+            values=values,
+        )
+        status = 409 if isinstance(exc, Conflict) else 422
+        return _render(request, "evidence_matrix.html", page, status=status)
+    raise web.HTTPSeeOther(f"/cases/{viewer.case.id}/evidence/examination?done=recorded#record")
 
 
 # ---- receipts ---------------------------------------------------------------------------------------
