@@ -149,3 +149,23 @@ class EvidencePreview(Base):
     media_type: Mapped[str] = mapped_column(String(50), default="image/png")
     detail: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EvidencePresentation(Base):
+    """What a hearing's (sub)room is being shown now (``evidence.presenting``), in the database so
+    every server process answers alike. Replaced when another item is presented, deleted when the
+    presenter stops; each presentation is also a ledger event."""
+
+    __tablename__ = "evidence_presentations"
+
+    hearing_id: Mapped[int] = mapped_column(
+        ForeignKey("hearings.id", ondelete="CASCADE"), primary_key=True
+    )
+    subroom: Mapped[str] = mapped_column(String(40), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("evidence_items.id"))
+    presenter_label: Mapped[str] = mapped_column(String(200), default="")
+    page: Mapped[int] = mapped_column(Integer, default=1)
+    playing: Mapped[bool] = mapped_column(default=False)
+    position: Mapped[float] = mapped_column(default=0.0)
+    seq: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

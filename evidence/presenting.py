@@ -2,6 +2,9 @@
 (a submitted item of the hearing's case), the ledger event, and the *ticket* through which each
 person in the room fetches the presented file.
 
+What each (sub)room is shown now is a row (``EvidencePresentation``), so every server process
+answers "what is shown here" alike.
+
 A ticket is ``itsdangerous`` output (a salt used for nothing else) over the participant and the
 item; it is made per recipient when the item is presented, and the file route re-checks the
 participant (still admitted, hearing not ended) and the item (same case, not withdrawn) on every
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from itsdangerous import BadData, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.actor import Actor
@@ -24,7 +27,7 @@ from cases.models import Case
 from evidence import ledger
 from evidence.catalogue import EV_PRESENTED, SUBMITTED
 from evidence.items import get_item
-from evidence.models import EvidenceItem
+from evidence.models import EvidenceItem, EvidencePresentation
 from rooms.access import check_control
 from rooms.catalogue import ADMITTED, ENDED
 from rooms.models import Hearing, HearingParticipant
@@ -161,3 +164,74 @@ async def do_present(
         },
     )
     return item
+
+
+# ---- what each room is shown now ------------------------------------------------------------------
+
+
+async def current(
+    session: AsyncSession, hearing_id: int, subroom: str
+) -> tuple[EvidencePresentation, EvidenceItem] | None:
+    """What ``subroom`` of the hearing is shown now (None when nothing, or the item was withdrawn)."""
+    shown = await session.get(EvidencePresentation, (hearing_id, subroom), populate_existing=True)
+    if shown is None:
+        return None
+    item = await session.get(EvidenceItem, shown.item_id)
+    if item is None or item.status != SUBMITTED:
+        return None
+    return shown, item
+
+
+async def do_show(
+    session: AsyncSession, hearing_id: int, subroom: str, item: EvidenceItem, presenter: str
+) -> EvidencePresentation:
+    """Show ``item`` to the room from its first page, stopped (replacing what was shown)."""
+    shown = await session.get(EvidencePresentation, (hearing_id, subroom))
+    if shown is None:
+        shown = EvidencePresentation(hearing_id=hearing_id, subroom=subroom, item_id=item.id)
+        session.add(shown)
+        shown.seq = 1
+    else:
+        shown.seq += 1
+    shown.item_id = item.id
+    shown.presenter_label = presenter[:200]
+    shown.page, shown.playing, shown.position = 1, False, 0.0
+    await session.flush()
+    return shown
+
+
+async def do_control(
+    session: AsyncSession,
+    hearing_id: int,
+    subroom: str,
+    *,
+    page: int | None,
+    playing: bool | None,
+    position: float | None,
+) -> None:
+    """Turn the page, play, pause or seek what the room is shown (``Conflict`` if nothing)."""
+    values: dict[str, object] = {"seq": EvidencePresentation.seq + 1}
+    if page is not None:
+        values["page"] = page
+    if playing is not None:
+        values["playing"] = playing
+    if position is not None:
+        values["position"] = position
+    done = await session.execute(
+        update(EvidencePresentation)
+        .where(
+            EvidencePresentation.hearing_id == hearing_id, EvidencePresentation.subroom == subroom
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(done, "rowcount", 0) != 1:
+        raise Conflict(N_("Nothing is being presented in this room."), code="nothing_presented")
+
+
+async def do_stop(session: AsyncSession, hearing_id: int, subroom: str) -> None:
+    await session.execute(
+        delete(EvidencePresentation).where(
+            EvidencePresentation.hearing_id == hearing_id, EvidencePresentation.subroom == subroom
+        )
+    )

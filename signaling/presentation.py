@@ -17,8 +17,8 @@ recipients ``rooms.routing.chat_recipients`` chooses — the admitted participan
 presenter's sub-room, presenter included — each with their own ticket URL for the file
 (``evidence.presenting``). Nobody in another sub-room receives anything.
 
-The current state per (hearing, sub-room) is kept in this process. With several processes a
-participant who connects to another process gets the state with the next change, not at once.
+What each (sub)room is shown is a database row (``evidence.presenting``), so a presenter or a
+participant who reconnects to another server process finds it the same.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cases.catalogue import N_
-from cases.errors import Conflict, DomainError, Forbidden
+from cases.errors import DomainError, Forbidden
 from cases.models import Case, utcnow
 from cases.uow import transaction
 from evidence import presenting
+from evidence.models import EvidenceItem, EvidencePresentation
 from rooms import routing
 from rooms.access import participant_actor
 from rooms.catalogue import ADMITTED, STAFF_KINDS
@@ -80,7 +81,7 @@ EVENTS: dict[str, type[_Payload]] = {
 
 @dataclass
 class Shown:
-    """What one (sub)room sees now."""
+    """What one (sub)room sees now, as sent (``EvidencePresentation`` and its item)."""
 
     item_id: int
     number: int
@@ -92,6 +93,21 @@ class Shown:
     playing: bool = False
     position: float = 0.0
     seq: int = 1
+
+    @classmethod
+    def of(cls, row: EvidencePresentation, item: EvidenceItem) -> Shown:
+        return cls(
+            item_id=item.id,
+            number=item.number,
+            title=item.title,
+            kind=presenting.view_kind(item.file_type),
+            media_type=item.media_type,
+            by=row.presenter_label,
+            page=row.page,
+            playing=row.playing,
+            position=row.position,
+            seq=row.seq,
+        )
 
 
 def participant_room(participant_id: int) -> str:
@@ -115,7 +131,6 @@ class Presentation:
         self.secret = secret
         self.snapshot = snapshot
         self.translate = translate
-        self.shown: dict[tuple[int, str], Shown] = {}
         # python-socketio runs each event in its own task: "present 2" then "turn to page 3"
         # from one presenter must still be applied in that order.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -191,60 +206,54 @@ class Presentation:
         await self.sio.emit("presentable", {"items": items}, to=sid, namespace=NAMESPACE)
 
     async def on_present(self, sid: str, state: dict[str, Any], data: Present) -> None:
-        # Recipients first: the snapshot is read outside the writing transaction (SQLite).
-        snapshot = await self.snapshot(int(state["hearing"]))
-        recipients = routing.chat_recipients(snapshot, int(state["participant"]))
+        recipients = await self._recipients_of(state)
         async with transaction(self.maker) as session:
             me, case, (actor, hearing) = await self._staff(session, state)
             item = await presenting.do_present(
                 session, actor, case, hearing, data.number, me.subroom, recipients
             )
-            key = (me.hearing_id, me.subroom)
-            before = self.shown.get(key)
-            shown = Shown(
-                item_id=item.id,
-                number=item.number,
-                title=item.title,
-                kind=presenting.view_kind(item.file_type),
-                media_type=item.media_type,
-                by=me.display_name,
-                seq=(before.seq + 1) if before else 1,
+            row = await presenting.do_show(
+                session, me.hearing_id, me.subroom, item, me.display_name
             )
-        self.shown[key] = shown
+            shown = Shown.of(row, item)
         await self._send(recipients, shown)
 
     async def on_present_control(self, sid: str, state: dict[str, Any], data: Control) -> None:
-        async with self.maker() as session:  # reads only
+        recipients = await self._recipients_of(state)
+        async with transaction(self.maker) as session:
             me, _case, _ = await self._staff(session, state)
-        shown = self.shown.get((me.hearing_id, me.subroom))
-        if shown is None:
-            raise Conflict(N_("Nothing is being presented in this room."), code="nothing_presented")
-        if data.page is not None:
-            shown.page = data.page
-        if data.playing is not None:
-            shown.playing = data.playing
-        if data.position is not None:
-            shown.position = data.position
-        shown.seq += 1
-        await self._send(await self._recipients(me), shown)
+            await presenting.do_control(
+                session,
+                me.hearing_id,
+                me.subroom,
+                page=data.page,
+                playing=data.playing,
+                position=data.position,
+            )
+            found = await presenting.current(session, me.hearing_id, me.subroom)
+        await self._send(recipients, Shown.of(*found) if found else None)
 
     async def on_present_stop(self, sid: str, state: dict[str, Any], data: Empty) -> None:
-        async with self.maker() as session:  # reads only
+        recipients = await self._recipients_of(state)
+        async with transaction(self.maker) as session:
             me, _case, _ = await self._staff(session, state)
-        self.shown.pop((me.hearing_id, me.subroom), None)
-        await self._send(await self._recipients(me), None)
+            await presenting.do_stop(session, me.hearing_id, me.subroom)
+        await self._send(recipients, None)
 
     async def on_present_query(self, sid: str, state: dict[str, Any], data: Empty) -> None:
         async with self.maker() as session:  # reads only
             me = await self._me(session, state)
-        shown = self.shown.get((me.hearing_id, me.subroom))
+            found = await presenting.current(session, me.hearing_id, me.subroom)
+        shown = Shown.of(*found) if found else None
         await self.sio.emit("presentation", self._view(me.id, shown), to=sid, namespace=NAMESPACE)
 
     # ---- delivery ----------------------------------------------------------------------------
 
-    async def _recipients(self, me: HearingParticipant) -> frozenset[int]:
-        snapshot = await self.snapshot(me.hearing_id)
-        return routing.chat_recipients(snapshot, me.id)
+    async def _recipients_of(self, state: dict[str, Any]) -> frozenset[int]:
+        """Whom ``rooms.routing`` lets hear this participant now (read before any writing
+        transaction: with SQLite a second connection would wait for the writer)."""
+        snapshot = await self.snapshot(int(state["hearing"]))
+        return routing.chat_recipients(snapshot, int(state["participant"]))
 
     def _view(self, participant_id: int, shown: Shown | None) -> dict[str, Any] | None:
         if shown is None:

@@ -112,6 +112,14 @@ async def test_presenting_reaches_exactly_the_presenters_room(
             )
         )
         assert (await client.get(ticket_url)).status == 403
+        # Back in the main room, asking finds what the main room was left showing (a row in the
+        # database, so any server process answers the same).
+        respondent.events["presentation"].clear()
+        await respondent.until(lambda: respondent.last_sync()["you"]["subroom"] == "main")
+        await respondent.emit("present_query")
+        await respondent.until(lambda: bool(respondent.events["presentation"]))
+        back = respondent.events["presentation"][-1]
+        assert (back["number"], back["page"]) == (2, 3)
         assert (await client.get("/evidence/presented/forged.ticket")).status == 403
         assert (await client.get(views[2]["url"])).status == 200
     finally:
