@@ -556,6 +556,12 @@ async def test_caucus_isolates_the_sides(client: Any, sessionmaker: Any) -> None
         await frames_flow(respondent, {ids["mediator"]})
         await frames_flow(mediator, {ids["respondent"]})
         await applicant.wait("() => window.yuntiao.peers.size === 0")
+        # The mediator puts the applicant over to the respondent side too, from the people list.
+        await mediator.page.click(
+            f'#staff-panel button[data-action="move"][data-id="{ids["applicant"]}"][data-subroom="respondent"]'
+        )
+        await frames_flow(applicant, {ids["mediator"], ids["respondent"]})
+        await frames_flow(respondent, {ids["mediator"], ids["applicant"]})
         # Everyone back together.
         await mediator.page.click("#caucus-end")
         for name, room in rooms.items():
@@ -567,14 +573,32 @@ async def test_caucus_isolates_the_sides(client: Any, sessionmaker: Any) -> None
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 @in_private_network
 async def test_reconnection_without_readmission(client: Any, sessionmaker: Any) -> None:
-    """A party whose page goes away shows as "reconnecting" to the others, and comes back in —
-    after opening the room again or after a reload — without the mediator acting; media flows
+    """A party whose network drops or whose page goes away shows as "reconnecting" to the
+    others, and comes back in — when the network returns, after opening the room again or after
+    a reload — without the mediator acting; media flows
     again. Records the time from page load to the first decoded remote frame."""
     async with launch() as browser:
         rooms, ids = await three_way_call(client, sessionmaker, browser)
         mediator, applicant = rooms["mediator"], rooms["applicant"]
         others = {ids["mediator"], ids["respondent"]}
         room_url = applicant.page.url
+        # The network drops for a while (the page stays): "reconnecting" for the others, then
+        # back in without the mediator acting, and media flows again.
+        await applicant.context.set_offline(True)
+        await mediator.wait(
+            "(id) => document.querySelector(`.tile[data-id=\"${id}\"] .tile-badge-state`)?.textContent.includes('正在重新连接')",
+            ids["applicant"],
+        )
+        await applicant.context.set_offline(False)
+        await mediator.wait(
+            "(id) => !document.querySelector(`.tile[data-id=\"${id}\"] .tile-badge-state`)?.textContent.includes('正在重新连接')",
+            ids["applicant"],
+        )
+        await applicant.wait(
+            "() => window.yuntiao.state && window.yuntiao.state.you.state === 'admitted'"
+        )
+        await frames_flow(applicant, others)
+        await frames_flow(mediator, {ids["applicant"], ids["respondent"]})
         # The page disappears (a closed tab, a phone that lost its network).
         await applicant.page.close()
         await mediator.wait(

@@ -119,6 +119,7 @@ ROOM_TEXTS: dict[str, str] = {
     "deny": N_("Do not admit"),
     "remove": N_("Remove from the hearing"),
     "readmit": N_("Admit again"),
+    "move_to": N_("To %(room)s"),
     "mute_other": N_("Mute"),
     "room_main": N_("Main hearing room"),
     "room_applicant": N_("Applicant side room"),

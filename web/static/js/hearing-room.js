@@ -521,6 +521,8 @@ function renderStaff(view) {
   for (const [id, box] of state.lobbyNotices) if (!waitingNow.has(id)) box.remove();
   state.lobbyNotices = waitingNow;
 
+  const rooms = new Set(["main", ...(view.subrooms || [])]);
+  const caucus = rooms.size > 1;
   const everyone = (view.everyone || view.participants || []).filter((p) => p.id !== me && p.state !== "waiting");
   ui.peopleList.replaceChildren(
     ...everyone.map((person) => {
@@ -530,12 +532,20 @@ function renderStaff(view) {
         actions.append(actionButton(t("remove"), "remove", person.id, "button-caution"));
       }
       if (person.state === "denied" || person.state === "removed") actions.append(actionButton(t("readmit"), "readmit", person.id));
+      // During a caucus the mediator can put anyone in another sub-room (a wrong side, an
+      // agent who should sit with their party).
+      if (caucus && person.state === "admitted") {
+        for (const room of rooms) {
+          if (room === person.subroom) continue;
+          const button = actionButton(t("move_to", { room: roomName(room) }), "move", person.id);
+          button.dataset.subroom = room;
+          actions.append(button);
+        }
+      }
       return li;
     }),
   );
 
-  const rooms = new Set(["main", ...(view.subrooms || [])]);
-  const caucus = rooms.size > 1;
   for (const id of ["caucus-end", "move-go"]) $(id).disabled = !caucus;
   ui.moveRoom.disabled = !caucus;
   const current = ui.moveRoom.value || view.you.subroom;
@@ -787,6 +797,7 @@ if (ui.staffPanel) {
     if (["admit", "deny", "remove", "readmit", "mute"].includes(action)) {
       socket.emit(action, { participant_id: id });
     }
+    if (action === "move") socket.emit("move", { participant_id: id, subroom: button.dataset.subroom });
   });
   $("caucus-split").addEventListener("click", () => socket.emit("caucus_start", {}));
   $("caucus-end").addEventListener("click", () => socket.emit("caucus_end", {}));
