@@ -68,6 +68,14 @@ class AuditAction(StrEnum):
     EVIDENCE_DOWNLOADED = "evidence.downloaded"
     EVIDENCE_WITHDRAWN = "evidence.withdrawn"
     EVIDENCE_MATCH_CHECKED = "evidence.match_checked"
+    RECORDING_STARTED = "hearing.recording_started"
+    RECORDING_STOPPED = "hearing.recording_stopped"
+    RECORDING_ARCHIVED = "recording.archived"
+    RECORDING_DOWNLOADED = "recording.downloaded"
+    RECORDING_VIEWED = "recording.viewed"
+    RECORDING_HOLD_CHANGED = "recording.legal_hold_changed"
+    RECORDING_DELETED = "recording.deleted"
+    RECORDING_VERIFIED = "recording.verified"
 
 
 def canonical_json(value: Any) -> str:

@@ -109,6 +109,20 @@ class Settings:
         "Empty: generated on first start into DATA_DIR/evidence.key.",
         secret=True,
     )
+    recording_retention_days: int = _setting(
+        3650,
+        "Days a hearing recording is kept; older files are deleted by the retention job "
+        "unless under legal hold.",
+    )
+    recorder_host_addresses: str = _setting(
+        "",
+        "Comma-separated addresses the recorder offers as ICE host candidates. Empty: the "
+        "machine's own addresses (set 127.0.0.1 when everything runs on one machine).",
+    )
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
 
     @property
     def database_url_resolved(self) -> str:

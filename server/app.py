@@ -15,6 +15,7 @@ from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
 from server.middlewares import MIDDLEWARES
+from server.recording import RECORDERS, archive_jobs
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
 from signaling.server import HearingSignaling
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CIPHER] = FieldCipher(settings.field_encryption_key)
     i18n.load()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(archive_jobs)
     app.on_startup.append(_signaling)
     app.on_cleanup.append(_close_signaling)
     # Several processes share hearings through Redis: emits reach sockets in every process.
@@ -106,6 +108,7 @@ async def _signaling(app: web.Application) -> None:
         ice,
         translate,
         connections=connections,
+        start_recorder=app[RECORDERS].start,
     )
 
 

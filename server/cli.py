@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -153,6 +155,74 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _record(maker: Maker, settings: Settings, hearing_id: int, url: str) -> str:
+    """Join the hearing as its recorder, record until dismissed (or SIGTERM), then archive."""
+    from recordings import archive
+    from rooms.hearings import recorder_of
+    from rooms.invitations import issue_invitation
+    from rooms.models import Hearing
+    from signaling.peer import host_addresses
+    from signaling.recorder import record
+
+    async with maker() as session:
+        hearing = await session.get(Hearing, hearing_id)
+        recorder = recorder_of(hearing) if hearing is not None else None
+        if hearing is None or recorder is None or hearing.recording_since is None:
+            return f"Hearing {hearing_id} is not being recorded."
+        token = issue_invitation(settings.secret_key, hearing, recorder)
+    root = settings.recordings_dir
+    addresses = [a.strip() for a in settings.recorder_host_addresses.split(",") if a.strip()]
+    chosen = host_addresses(addresses) if addresses else contextlib.nullcontext()
+    stopping = asyncio.Event()
+    # SIGTERM (the server shuts down): close the files cleanly, then archive them.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    with chosen:
+        await record(url, token, archive.hearing_dir(root, hearing_id), stopping)
+    async with transaction(maker) as session:
+        added = await archive.archive_hearing(session, root, hearing_id)
+    return f"Hearing {hearing_id}: {len(added)} recording files archived."
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    print(_run_db(settings, _record, settings, args.hearing, args.url), flush=True)
+    return 0
+
+
+async def _recordings_verify(maker: Maker, settings: Settings) -> tuple[bool, str]:
+    from recordings import archive
+
+    async with maker() as session:
+        report = await archive.verify(session, settings.recordings_dir)
+    lines = [f"{'OK' if report.ok else 'BROKEN'}: {report.checked} recording files re-hashed"]
+    lines += [f"  - {problem}" for problem in report.problems]
+    return report.ok, "\n".join(lines)
+
+
+def cmd_recordings_verify(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    ok, message = _run_db(settings, _recordings_verify, settings)
+    print(message)
+    return 0 if ok else 1
+
+
+async def _recordings_purge(maker: Maker, settings: Settings) -> str:
+    from recordings import archive
+
+    async with transaction(maker) as session:
+        deleted = await archive.purge(
+            session, settings.recordings_dir, settings.recording_retention_days
+        )
+    return f"{len(deleted)} recording files past {settings.recording_retention_days} days deleted."
+
+
+def cmd_recordings_purge(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(_run_db(settings, _recordings_purge, settings))
+    return 0
+
+
 async def _create_user(
     maker: Maker, settings: Settings, args: argparse.Namespace, password: str
 ) -> str:
@@ -253,6 +323,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--sign", action="store_true", help="when all is well, sign and store a new tree head"
     )
     everify.set_defaults(func=cmd_evidence_verify)
+
+    rec = sub.add_parser(
+        "record",
+        help="record a hearing (started by the server)",
+        description="Join a hearing as its receive-only recorder, store each participant's audio "
+        "and video until the recording stops, then archive the files. The server starts this "
+        "when the mediator starts recording.",
+    )
+    rec.add_argument("--hearing", type=int, required=True)
+    rec.add_argument(
+        "--url", required=True, help="this server's base URL, e.g. http://127.0.0.1:8080"
+    )
+    rec.set_defaults(func=cmd_record)
+
+    recs = sub.add_parser(
+        "recordings", help="hearing recordings archive", description="Recordings archive commands."
+    )
+    recsub = recs.add_subparsers(dest="recordings_command", required=True)
+    rverify = recsub.add_parser(
+        "verify",
+        help="re-hash archived recordings",
+        description="Re-hash every archived recording file and compare with the SHA-256 and size "
+        "taken when it was archived; exit 1 and name each missing or changed file.",
+    )
+    rverify.set_defaults(func=cmd_recordings_verify)
+    rpurge = recsub.add_parser(
+        "purge",
+        help="apply the retention period",
+        description="Delete recording files older than YUNTIAO_RECORDING_RETENTION_DAYS, except "
+        "those under legal hold (the server also does this every hour).",
+    )
+    rpurge.set_defaults(func=cmd_recordings_purge)
 
     user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
     usersub = user.add_subparsers(dest="user_command", required=True)

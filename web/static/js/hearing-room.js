@@ -521,6 +521,18 @@ function renderStaff(view) {
   for (const [id, box] of state.lobbyNotices) if (!waitingNow.has(id)) box.remove();
   state.lobbyNotices = waitingNow;
 
+  const recording = Boolean(view.hearing?.recording);
+  if ($("recording-start")) {
+    const missing = view.not_recorded || [];
+    $("recording-start").hidden = recording;
+    $("recording-start").disabled = missing.length > 0;
+    $("recording-stop").hidden = !recording;
+    $("recording-consent").textContent = recording
+      ? t("recording_running")
+      : missing.length
+        ? t("recording_missing", { names: missing.join("、") })
+        : t("recording_ready");
+  }
   const rooms = new Set(["main", ...(view.subrooms || [])]);
   const caucus = rooms.size > 1;
   const everyone = (view.everyone || view.participants || []).filter((p) => p.id !== me && p.state !== "waiting");
@@ -652,7 +664,10 @@ function onSync(view) {
   }
   state.admitted = admitted;
   const peers = admitted ? (view.peers || []).filter((id) => typeof id === "number") : [];
-  adaptToRoomSize(peers.length);
+  // The recorder (a peer nobody sees listed) does not make the room bigger for the camera.
+  const listed = new Set((view.participants || []).map((p) => p.id));
+  adaptToRoomSize(peers.filter((id) => listed.has(id)).length);
+  $("recording-indicator").hidden = !view.hearing?.recording;
   mesh.update(you.id, peers, view.ice_servers);
   render(true);
 }
@@ -805,6 +820,8 @@ if (ui.staffPanel) {
     const you = state.sync?.you;
     if (you) socket.emit("move", { participant_id: you.id, subroom: ui.moveRoom.value });
   });
+  $("recording-start")?.addEventListener("click", () => socket.emit("recording_start", {}));
+  $("recording-stop")?.addEventListener("click", () => socket.emit("recording_stop", {}));
   $("end-hearing").addEventListener("click", () => {
     if (window.confirm(t("end_confirm"))) socket.emit("end_hearing", {});
   });
