@@ -21,6 +21,7 @@ from signaling.ice import ice_servers
 from signaling.server import HearingSignaling
 from web import hearing as hearing_pages
 from web import i18n, pages
+from web import recordings as recording_pages
 from web.context import CIPHER, SESSIONMAKER, SETTINGS
 
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETIO] = sio
     pages.setup(app)
     hearing_pages.setup(app)
+    recording_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app

@@ -28,7 +28,7 @@ from rooms.invitations import issue_invitation
 from server.recording import RECORDERS
 from tests.conftest import TEST_FIELD_KEY, TEST_SECRET
 from tests.rtc import Invite, RtcParticipant, loopback_only, wait_server_idle
-from web.context import SETTINGS
+from web.context import SESSIONMAKER, SETTINGS
 
 MEDIATOR = "李静"
 APPLICANT = "宜昌某家居用品有限公司"
@@ -246,3 +246,156 @@ async def _participants(sessionmaker: Any, hearing_id: int) -> list[Any]:
                 )
             ).all()
         )
+
+
+# ---- the archive pages, retention and authorisation (a real file made by ffmpeg) ----------------
+
+
+async def _sample_file(path: Path, seconds: int) -> None:
+    """Test pattern and tone, VP8/Opus in Matroska, like the recorder writes."""
+    proc = await asyncio.create_subprocess_exec(
+        *[
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size=320x240:rate=15:d={seconds}",
+        ],
+        *["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"],
+        *["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(path)],
+    )
+    assert await proc.wait() == 0
+
+
+async def _archived_sample(client: Any, sessionmaker: Any, seconds: int = 3) -> list[RecordingFile]:
+    """A recorded hearing's folder with one participant file (test pattern and tone, VP8/Opus
+    in Matroska like the recorder writes), archived the way the recorder does it."""
+    hearing_id, _links = await recorded_hearing(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    folder = archive.hearing_dir(root, hearing_id)
+    folder.mkdir(parents=True)
+    async with sessionmaker() as session:
+        mediator = min(p.id for p in await _participants(sessionmaker, hearing_id))
+        del session
+    await _sample_file(folder / f"p{mediator}-main-1.mkv", seconds)
+    async with transaction(sessionmaker) as session:
+        return await archive.archive_hearing(session, root, hearing_id)
+
+
+async def test_archive_pages_play_download_hold_and_check(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.helpers import login
+
+    rows = await _archived_sample(client, sessionmaker)
+    assert sorted(r.kind for r in rows) == [COMPOSITE_FILE, PARTICIPANT_FILE]
+    composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
+    assert set(_ffprobe(client.app[SETTINGS].recordings_dir / composite.path)) == {"audio", "video"}
+
+    # Nobody signed in: no access (a party has only their hearing link, which is no login).
+    resp = await client.get(f"/admin/recordings/{composite.id}/play", allow_redirects=False)
+    assert resp.status in (303, 401)
+    csrf = await login(client, "admin", demo_logins["admin"])
+    page = await (await client.get("/admin/recordings")).text()
+    assert f'data-recording="{composite.id}"' in page and "（2026）" in page or "调字" in page
+
+    # Playing in the browser: byte ranges work (seeking), and the play is audited once.
+    resp = await client.get(
+        f"/admin/recordings/{composite.id}/play", headers={"Range": "bytes=100-199"}
+    )
+    assert resp.status == 206 and len(await resp.read()) == 100
+    resp = await client.get(f"/admin/recordings/{composite.id}/play")
+    assert resp.status == 200 and resp.content_type == "video/mp4"
+    resp = await client.get(f"/admin/recordings/{composite.id}/download")
+    assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+    body = await resp.read()
+    assert archive.hashlib.sha256(body).hexdigest() == composite.sha256
+
+    # Legal hold on; integrity check passes.
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/hold", data={"hold": "on", "csrf_token": csrf}
+    )
+    assert resp.status == 200
+    resp = await client.post(f"/admin/recordings/{composite.id}/verify", data={"csrf_token": csrf})
+    assert "is intact" in await resp.text() or "完整" in await resp.text()
+    async with sessionmaker() as session:
+        held = await session.get(RecordingFile, composite.id)
+        assert held is not None and held.legal_hold
+        actions = (
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.object_type == "recording_file")
+            )
+        ).all()
+    assert actions.count(AuditAction.RECORDING_VIEWED) == 1  # the ranged request did not count
+    assert AuditAction.RECORDING_DOWNLOADED in actions
+    assert AuditAction.RECORDING_HOLD_CHANGED in actions
+    assert AuditAction.RECORDING_VERIFIED in actions
+
+
+async def test_recordings_of_other_cases_are_refused(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.helpers import login
+
+    rows = await _archived_sample(client, sessionmaker)
+    # mediator2 does not mediate case 1; a clerk has no access to recordings at all.
+    for username in ("mediator2", "clerk"):
+        client.session.cookie_jar.clear()
+        await login(client, username, demo_logins[username])
+        for route in ("play", "download"):
+            resp = await client.get(f"/admin/recordings/{rows[0].id}/{route}")
+            assert resp.status == 403, (username, route)
+        listing = await client.get("/admin/recordings")
+        if username == "mediator2":
+            assert f'data-recording="{rows[0].id}"' not in await listing.text()
+        else:
+            assert listing.status == 403
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_retention_deletes_old_files_but_not_those_under_legal_hold(
+    client: Any, sessionmaker: Any
+) -> None:
+    rows = await _archived_sample(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    held, other = rows[0], rows[1]
+    async with transaction(sessionmaker) as session:
+        (await session.get(RecordingFile, held.id)).legal_hold = True  # type: ignore[union-attr]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=11)
+    async with transaction(sessionmaker) as session:
+        deleted = await archive.purge(session, root, retention_days=10, now=later)
+    assert [r.id for r in deleted] == [other.id]
+    assert (root / held.path).exists() and not (root / other.path).exists()
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root)
+        assert report.ok and report.checked == 1  # the deleted file is no longer expected
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_an_interrupted_archive_is_finished_at_start_up(
+    client: Any, sessionmaker: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    """Files the recorder wrote before a crash (nothing registered yet) are archived by the
+    start-up job of the next server process."""
+    from server.app import create_app
+
+    hearing_id, _links = await recorded_hearing(client, sessionmaker)
+    folder = archive.hearing_dir(settings.recordings_dir, hearing_id)
+    folder.mkdir(parents=True)
+    await _sample_file(folder / "p1-main-1.mkv", 2)
+    restarted = await aiohttp_client(create_app(settings))
+    for _ in range(100):
+        async with restarted.app[SESSIONMAKER]() as session:
+            kinds = sorted(
+                (
+                    await session.scalars(
+                        select(RecordingFile.kind).where(RecordingFile.hearing_id == hearing_id)
+                    )
+                ).all()
+            )
+        if len(kinds) == 2:
+            break
+        await asyncio.sleep(0.2)
+    assert kinds == [COMPOSITE_FILE, PARTICIPANT_FILE]
