@@ -185,7 +185,7 @@ async def compose(out: Path, inputs: list[tuple[Path, float, Probe]]) -> bool:
         maps += ["-map", "[aout]"]
     args += ["-filter_complex", ";".join(filters), *maps]
     if videos:
-        args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-pix_fmt", "yuv420p"]
+        args += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-pix_fmt", "yuv420p"]
     if audios:
         args += ["-c:a", "aac", "-b:a", "64k"]
     args += ["-movflags", "+faststart", str(out)]
