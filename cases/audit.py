@@ -76,6 +76,8 @@ class AuditAction(StrEnum):
     RECORDING_HOLD_CHANGED = "recording.legal_hold_changed"
     RECORDING_DELETED = "recording.deleted"
     RECORDING_VERIFIED = "recording.verified"
+    EVIDENCE_EXAMINED = "evidence.examined"
+    EVIDENCE_PRESENTED = "evidence.presented"
 
 
 def canonical_json(value: Any) -> str:

@@ -124,6 +124,20 @@ class Settings:
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
 
+    evidence_upload_expiry_s: int = _setting(
+        72 * 3600,
+        "An evidence upload left unfinished this long (seconds since its last byte) is deleted.",
+    )
+    evidence_tree_head_interval_s: int = _setting(
+        3600,
+        "Sign a new tree head of the evidence ledger at least this often (seconds) while it grows.",
+    )
+    evidence_housekeeping_interval_s: int = _setting(
+        600,
+        "How often the server's evidence housekeeping runs (expire uploads, sign tree heads), "
+        "in seconds; 0 turns it off.",
+    )
+
     @property
     def database_url_resolved(self) -> str:
         if self.database_url:

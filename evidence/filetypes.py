@@ -1,7 +1,7 @@
 """What a file *is*, decided by its content against a closed allowlist.
 
-The allowlist is small and fixed (PDF, JPEG, PNG, GIF, WebP, MP3/M4A/WAV/OGG audio, MP4/WebM
-video, DOCX/XLSX/PPTX, DOC/XLS, plain UTF-8 text, and ZIP archives of those), so the signatures
+The allowlist is small and fixed (PDF, JPEG, PNG, GIF, WebP, HEIC, MP3/M4A/WAV/OGG audio,
+MP4/WebM/MOV video, DOCX/XLSX/PPTX, DOC/XLS, plain UTF-8 text, and ZIP archives of those), so the signatures
 are written out here rather than taken from a general "magic" database: each accepted format is
 one readable rule, container formats (ZIP, OLE) are opened and looked into, and anything else is
 refused. The name a person gave the file is never consulted.
@@ -54,6 +54,10 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("ogg", "audio/ogg", N_("Ogg audio")),
         FileType("mp4", "video/mp4", N_("MP4 video")),
         FileType("webm", "video/webm", N_("WebM video")),
+        # Apple phones: accepted as sent (converting would change the evidence); pages may
+        # show no preview of them (``evidence.previews``).
+        FileType("mov", "video/quicktime", N_("QuickTime video (MOV)")),
+        FileType("heic", "image/heic", N_("HEIC photo")),
         FileType(
             "docx",
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -81,6 +85,7 @@ _MP4_VIDEO_BRANDS = {
     b"mmp4", b"MSNV",
 }  # fmt: skip
 _MP4_AUDIO_BRANDS = {b"M4A ", b"M4B "}
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
 # Text may hold tabs, line and page breaks and escape sequences; other C0 controls mean binary.
 _BINARY_CONTROLS = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 
@@ -92,6 +97,12 @@ def _mp3_frame(head: bytes) -> bool:
     bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0b11
     # Layer "00" is AAC/ADTS, not MP3; the other all-ones/zero fields are reserved.
     return version != 0b01 and layer != 0 and bitrate not in (0, 0xF) and rate != 0b11
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The compatible brands of an ISO BMFF ``ftyp`` box at the start of ``head``."""
+    size = min(struct.unpack(">I", head[:4])[0], len(head), 256)
+    return {head[i : i + 4] for i in range(16, size - 3, 4)}
 
 
 def sniff(head: bytes) -> str | None:
@@ -118,7 +129,13 @@ def sniff(head: bytes) -> str | None:
             return "m4a"
         if brand in _MP4_VIDEO_BRANDS:
             return "mp4"
-        return None  # QuickTime, HEIF, AVIF, camera raw …: not on the list
+        if brand == b"qt  ":
+            return "mov"
+        if brand in _HEIC_BRANDS or (
+            brand in (b"mif1", b"msf1") and _ftyp_brands(head) & _HEIC_BRANDS
+        ):
+            return "heic"
+        return None  # AVIF, other HEIF, camera raw …: not on the list
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         # EBML: WebM declares its DocType early; other Matroska files are not on the list.
         return "webm" if b"\x42\x82\x84webm" in head[:64] else None

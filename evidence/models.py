@@ -4,12 +4,14 @@ ledger of evidence events and its signed tree heads. All on ``cases.models.Base`
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cases.models import Base, utcnow
 from evidence.catalogue import SUBMITTED, UPLOAD_RECEIVING
+from evidence.errors import OpinionFinal
 
 
 class EvidenceUpload(Base):
@@ -101,4 +103,49 @@ class TreeHead(Base):
     timestamp_ms: Mapped[int] = mapped_column(BigInteger)
     key_id: Mapped[str] = mapped_column(String(64))  # SHA-256 of the raw public key
     signature: Mapped[str] = mapped_column(String(200))  # base64
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EvidenceOpinion(Base):
+    """One party's opinion on one property of one item (质证意见). Never updated or deleted:
+    a correction is a new row whose ``corrects_id`` names the row it replaces, and a row can be
+    corrected only once (unique), so each cell's opinions form one chain whose newest link is
+    the current opinion. The database refuses UPDATE and DELETE too (triggers, migration 0005)."""
+
+    __tablename__ = "evidence_opinions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("evidence_items.id"), index=True)
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))  # whose opinion
+    property: Mapped[str] = mapped_column(String(20))  # catalogue.PROPERTIES
+    stance: Mapped[str] = mapped_column(String(20))  # catalogue.STANCES
+    reason: Mapped[str] = mapped_column(Text, default="")
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("evidence_opinions.id"), unique=True)
+    # Who stated it: the party, their agent (a party row too), or staff recording it for them.
+    recorded_by_type: Mapped[str] = mapped_column(String(20))  # party | user
+    recorded_by_id: Mapped[int | None] = mapped_column(Integer)
+    recorder_label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ledger_seq: Mapped[int] = mapped_column(Integer)
+
+
+@event.listens_for(EvidenceOpinion, "before_update")
+@event.listens_for(EvidenceOpinion, "before_delete")
+def _opinions_are_final(_mapper: Any, _connection: Any, _target: EvidenceOpinion) -> None:
+    """The ORM has no path to change a stated opinion (the database triggers are the backstop)."""
+    raise OpinionFinal()
+
+
+class EvidencePreview(Base):
+    """The thumbnail or first-page preview of an item, made once and stored encrypted like the
+    item (``blob_id``); ``status`` says whether one could be made at all."""
+
+    __tablename__ = "evidence_previews"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("evidence_items.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # ready | unavailable
+    blob_id: Mapped[str | None] = mapped_column(String(32))
+    media_type: Mapped[str] = mapped_column(String(50), default="image/png")
+    detail: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

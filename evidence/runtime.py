@@ -3,7 +3,8 @@ store, the platform signing key, the limits and the in-memory upload states."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from config import Settings
 from evidence.ledger import PlatformKey
@@ -19,6 +20,9 @@ class EvidenceRuntime:
     key: PlatformKey
     limits: Limits
     states: UploadStates
+    preview_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # Previews run external tools: at most two at a time per process (the machine's cores).
+    preview_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvidenceRuntime:

@@ -595,7 +595,10 @@ async def do_register_item(
         submitter_type="user" if principal.user is not None else "party",
         submitted_by_user_id=principal.user.id if principal.user is not None else None,
         submitted_by_party_id=principal.party_id,
-        submitter_label=principal.actor.label[:200],
+        # People read this on receipts: the staff member's name, not their login.
+        submitter_label=(
+            principal.user.display_name if principal.user is not None else principal.actor.label
+        )[:200],
         blob_id=upload.blob_id,
         sha256=sha256,
         size=size,

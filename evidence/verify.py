@@ -5,7 +5,8 @@ ledger, naming every mismatch:
   or whose SHA-256 or size differs from its item;
 - a ledger entry that is missing (a gap in the leaf indexes, or fewer entries than a signed tree
   head covers), altered (its columns, canonical text or leaf hash disagree), or an item whose
-  "submitted" entry is gone or names another hash;
+  "submitted" entry is gone or names another hash, or an examination opinion whose
+  "examined" entry is gone or says something else (an opinion edited behind the triggers);
 - a signed tree head whose signature fails, or whose root no longer matches the log.
 """
 
@@ -20,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evidence import ledger
-from evidence.catalogue import EV_SUBMITTED
-from evidence.models import EvidenceItem, LedgerEntry, TreeHead
+from evidence.catalogue import EV_EXAMINED, EV_SUBMITTED
+from evidence.models import EvidenceItem, EvidenceOpinion, LedgerEntry, TreeHead
 from evidence.storage import LocalEvidenceStore, StoredFileError
 
 
@@ -152,6 +153,27 @@ async def verify_items_in_ledger(session: AsyncSession, report: VerifyReport) ->
             )
 
 
+async def verify_opinions_in_ledger(session: AsyncSession, report: VerifyReport) -> None:
+    opinions = (await session.scalars(select(EvidenceOpinion).order_by(EvidenceOpinion.id))).all()
+    for opinion in opinions:
+        entry = await session.get(LedgerEntry, opinion.ledger_seq)
+        name = f"case {opinion.case_id} opinion {opinion.id}"
+        details = json.loads(entry.details) if entry is not None and entry.details else {}
+        if (
+            entry is None
+            or entry.event != EV_EXAMINED
+            or entry.item_id != opinion.item_id
+            or details.get("party_id") != opinion.party_id
+            or details.get("property") != opinion.property
+            or details.get("stance") != opinion.stance
+            or details.get("reason") != opinion.reason
+        ):
+            report.problems.append(
+                f"{name}: ledger entry {opinion.ledger_seq} does not record this opinion "
+                "(opinion or ledger altered)"
+            )
+
+
 async def verify_all(
     session: AsyncSession, store: LocalEvidenceStore, key: ledger.PlatformKey | None
 ) -> VerifyReport:
@@ -159,4 +181,5 @@ async def verify_all(
     await verify_files(session, store, report)
     await verify_ledger(session, report, key)
     await verify_items_in_ledger(session, report)
+    await verify_opinions_in_ledger(session, report)
     return report

@@ -18,7 +18,9 @@ from server.middlewares import MIDDLEWARES
 from server.recording import RECORDERS, archive_jobs
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
+from signaling.presentation import Presentation
 from signaling.server import HearingSignaling
+from web import evidence as evidence_pages
 from web import hearing as hearing_pages
 from web import i18n, pages
 from web import recordings as recording_pages
@@ -29,6 +31,7 @@ SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
 SIGNALING = web.AppKey("signaling", HearingSignaling)
 PING_INTERVAL_S = 5
 PING_TIMEOUT_S = 5
+PRESENTATION = web.AppKey("presentation", Presentation)
 
 log = logging.getLogger("yuntiao")
 
@@ -67,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     pages.setup(app)
     hearing_pages.setup(app)
     recording_pages.setup(app)
+    evidence_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -111,6 +115,14 @@ async def _signaling(app: web.Application) -> None:
         translate,
         connections=connections,
         start_recorder=app[RECORDERS].start,
+    )
+    signaling = app[SIGNALING]
+    app[PRESENTATION] = Presentation(
+        app[SOCKETIO],
+        app[SESSIONMAKER],
+        settings.secret_key,
+        lambda hearing_id: signaling.snapshot(hearing_id, fresh=True),
+        translate,
     )
 
 

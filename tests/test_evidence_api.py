@@ -370,7 +370,7 @@ async def test_body_longer_than_announced(client: Any, staff: dict[str, str]) ->
     [
         (b"\x7fELF\x02\x01\x01" + bytes(9000), "evidence_type_not_allowed"),
         (b"MZ\x90\x00" + bytes(100), "evidence_type_not_allowed"),
-        (b"\x00\x00\x00\x18ftypqt  " + bytes(100), "evidence_type_not_allowed"),
+        (b"\x00\x00\x00\x18ftypavif" + bytes(100), "evidence_type_not_allowed"),
         ("正文".encode() + b"\x00\x01binary", "evidence_type_not_allowed"),
         (
             zip_of({"a.txt": b"ok", "run.exe": b"MZ\x90\x00" + bytes(100)}),
@@ -383,7 +383,7 @@ async def test_body_longer_than_announced(client: Any, staff: dict[str, str]) ->
     ids=[
         "elf",
         "exe",
-        "quicktime",
+        "avif",
         "binary-text",
         "zip-exe",
         "zip-zip",

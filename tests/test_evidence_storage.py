@@ -237,7 +237,10 @@ def test_platform_key_is_created_once(tmp_path: Path) -> None:
         (b"\xff\xfb\x90\x64", "mp3"),
         (b"\xff\xf1\x50\x80", None),  # AAC/ADTS, not MP3
         (b"\x00\x00\x00\x20ftypM4A \x00\x00", "m4a"),
-        (b"\x00\x00\x00\x20ftypheic", None),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "heic"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "heic"),  # older iPhones
+        (b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00avifmif1", None),  # AVIF: not listed
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ", "mov"),
         (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm", "webm"),
         (b"\x1a\x45\xdf\xa3\x9f\x42\x82\x88matroska", None),
         ("纯文本，带换行\n\t".encode(), "text"),

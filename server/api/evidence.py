@@ -13,30 +13,31 @@ not allowed 415, an upload busy in another connection 423, and tus responses alw
 
 from __future__ import annotations
 
+import base64
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.catalogue import N_
 from cases.errors import AuthenticationFailed, DomainError, Invalid
 from cases.models import utcnow
-from evidence import filetypes, items, ledger, uploads
+from evidence import examination, filetypes, items, ledger, uploads
 from evidence.access import Principal, party_principal, staff_principal
-from evidence.catalogue import CATEGORIES, STATUSES
-from evidence.errors import TooLarge, UnsupportedType
-from evidence.models import EvidenceItem
+from evidence.catalogue import CATEGORIES, PROPERTIES, STANCES, STATUSES
+from evidence.errors import OpinionFinal, TooLarge, UnsupportedType
+from evidence.models import EvidenceItem, EvidenceOpinion, TreeHead
 from evidence.runtime import EvidenceRuntime
-from evidence.storage import CHUNK_SIZE, StoredFileError
+from evidence.storage import CHUNK_SIZE
 from server.api.registry import PREFIX, ApiRegistry, json_response
 from server.api.schemas import Strict
 from server.middlewares import domain_status, error_response, translate
 from web.context import SESSIONMAKER, actor, client_ip, current_user, settings, transaction
+from web.evidence import Damaged, runtime, stream_item
 from web.i18n import gettext
 
 TUS_VERSION = "1.0.0"
@@ -44,11 +45,31 @@ TUS_CONTENT_TYPE = "application/offset+octet-stream"
 HEARING_TOKEN_HEADER = "X-Hearing-Token"  # noqa: S105 (a header name, not a secret)
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
-log = logging.getLogger("yuntiao")
 
 
 class WithdrawRequest(Strict):
     reason: str = Field(default="", max_length=2000)
+
+
+class OpinionBody(Strict):
+    property: str = Field(max_length=20, description="authenticity | legality | relevance")
+    stance: str = Field(max_length=20, description="acknowledged | disputed")
+    reason: str = Field(default="", max_length=2000, description="Required when disputed")
+    corrects: int | None = Field(
+        default=None, description="Id of the current opinion this one corrects (a new entry)"
+    )
+
+
+class OpinionsRequest(Strict):
+    party_id: int | None = Field(
+        default=None, description="Whose opinion (staff recording it); parties may omit it"
+    )
+    opinions: list[OpinionBody] = Field(min_length=1, max_length=3)
+
+
+class TreeHeadsQuery(Strict):
+    limit: int = Field(default=100, ge=1, le=1000)
+    before: int | None = Field(default=None, ge=1, description="Only heads with a smaller id")
 
 
 class ConsistencyQuery(Strict):
@@ -56,20 +77,7 @@ class ConsistencyQuery(Strict):
     second: int = Field(ge=1)
 
 
-class _Runtime:
-    """Built on the first evidence request of an app (one registry per app, so no global)."""
-
-    def __init__(self) -> None:
-        self._runtime: EvidenceRuntime | None = None
-
-    def __call__(self, request: web.Request) -> EvidenceRuntime:
-        if self._runtime is None:
-            self._runtime = EvidenceRuntime.from_settings(settings(request))
-        return self._runtime
-
-
 def register(api: ApiRegistry) -> None:
-    runtime = _Runtime()
     routes: list[tuple[str, str, str, Handler, dict[str, Any]]] = [
         ("OPTIONS", "/uploads", "tus discovery: version, extensions, largest file", tus_options, {"status": 204}),
         ("POST", "/uploads", "Start a resumable upload (tus creation: Upload-Length, Upload-Metadata with filename, title, category, purpose)", tus_create, {"status": 201}),
@@ -78,27 +86,39 @@ def register(api: ApiRegistry) -> None:
         ("DELETE", "/uploads/{upload_id}", "Cancel an unfinished upload (tus termination)", tus_delete, {"status": 204}),
         ("GET", "", "The case's evidence items", list_evidence, {}),
         ("POST", "/match", "Does this file (raw request body) match a registered item of the case?", match_file, {}),
+        ("GET", "/examination", "Examination (质证) matrix: items × parties × authenticity/legality/relevance, current opinion and history per cell", examination_matrix, {}),  # before "/{number}"
         ("GET", "/{number}", "An item with the inclusion proof of its registration and a signed tree head (the view is a ledger event)", get_evidence, {}),
         ("GET", "/{number}/content", "The item's file, decrypted (the download is a ledger event; Range supported)", download_evidence, {}),
         ("POST", "/{number}/withdrawal", "Withdraw an item (submitter or the case's staff)", withdraw_evidence, {"body": WithdrawRequest}),
+        ("POST", "/{number}/opinions", "State opinions on an item (the other side's party, their agent, or staff recording them); a correction names the opinion it corrects", state_opinions, {"body": OpinionsRequest, "status": 201}),
+        ("PATCH", "/{number}/opinions/{opinion_id}", "Always refused (409 evidence_opinion_final): opinions are never edited; state a correction", edit_opinion, {}),
+        ("DELETE", "/{number}/opinions/{opinion_id}", "Always refused (409 evidence_opinion_final): opinions are never removed", edit_opinion, {}),
     ]  # fmt: skip
     for method, path, summary, handler, options in routes:
         tus = "/uploads" in path
         api.route(
             method, "/cases/{case_id}/evidence" + path, summary=summary, tag="evidence", **options
-        )(_guard(handler, runtime, tus=tus))
+        )(_guard(handler, tus=tus))
     api.route(
         "GET",
         "/evidence/ledger/tree-head",
         summary="The latest signed tree head of the evidence ledger (signed on demand) and the platform public key",
         tag="evidence",
-    )(_guard(tree_head, runtime))
+    )(_guard(tree_head))
+    api.route(
+        "GET",
+        "/evidence/ledger/tree-heads",
+        summary="The signed tree heads made so far, newest first (public: keep one, and later ask for a consistency proof), and the platform public key",
+        tag="evidence",
+        auth=False,
+        query=TreeHeadsQuery,
+    )(_guard(tree_heads))
     api.route("GET", "/evidence/ledger/consistency", summary="RFC 6962 consistency proof between two tree sizes", tag="evidence", query=ConsistencyQuery)(
-        _guard(consistency, runtime)
+        _guard(consistency)
     )  # fmt: skip
 
 
-def _guard(handler: Handler, runtime: _Runtime, *, tus: bool = False) -> Handler:
+def _guard(handler: Handler, *, tus: bool = False) -> Handler:
     """Give the handler its runtime; answer evidence errors with their own status (413, 415,
     423) and every tus response with ``Tus-Resumable``."""
 
@@ -114,6 +134,8 @@ def _guard(handler: Handler, runtime: _Runtime, *, tus: bool = False) -> Handler
                 status = 415
             elif isinstance(exc, uploads.UploadBusy):
                 status = 423
+            elif isinstance(exc, Damaged):
+                status = 500
             response = error_response(request, status, exc.code, translate(request, exc))
         if tus:
             response.headers["Tus-Resumable"] = TUS_VERSION
@@ -354,72 +376,7 @@ async def download_evidence(
         case = await items.load_case(session, who, case_id)
         item = await items.get_item(session, case, number)
         await items.do_record_download(session, who, case, item)
-    start, end, status = 0, item.size, 200
-    try:
-        wanted = request.http_range
-    except ValueError:
-        wanted = slice(None, None)
-    if wanted.start is not None or wanted.stop is not None:
-        first = wanted.start if wanted.start is not None else 0
-        if first < 0:  # "bytes=-N": the last N bytes
-            first = max(0, item.size + first)
-        last = item.size if wanted.stop is None else min(wanted.stop, item.size)
-        if first >= last:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{item.size}"})
-        start, end, status = first, last, 206
-    kind = filetypes.FILE_TYPES.get(item.file_type)
-    fallback = f"evidence-{item.number}.{item.file_type if kind else 'bin'}"
-    response = web.StreamResponse(
-        status=status,
-        headers={
-            "Content-Type": item.media_type,
-            "Content-Disposition": f'attachment; filename="{fallback}"; '
-            f"filename*=UTF-8''{quote(item.original_filename, safe='')}",
-            "Accept-Ranges": "bytes",
-            "Cache-Control": "private, no-store",
-            "Repr-Digest": f"sha-256=:{_b64(item.sha256)}:",
-        },
-    )
-    if status == 206:
-        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{item.size}"
-    response.content_length = end - start
-    pieces = rt.store.read(item.blob_id, start, end).__aiter__()
-    first = b""
-    try:
-        # The first piece before the headers: a damaged file is then an error, not a download.
-        first = await pieces.__anext__()
-    except StopAsyncIteration:
-        pass
-    except StoredFileError:
-        log.error("evidence file %s of case %s item %s is damaged", item.blob_id, case_id, number)
-        return error_response(
-            request,
-            500,
-            "evidence_damaged",
-            gettext(
-                "The stored copy of this evidence is damaged. Tell the mediation office; the "
-                "administrator can run `yuntiao evidence verify`."
-            ),
-        )
-    await response.prepare(request)
-    try:
-        await response.write(first)
-        async for piece in pieces:
-            await response.write(piece)
-    except StoredFileError:
-        log.error("evidence file %s of case %s item %s is damaged", item.blob_id, case_id, number)
-        # Headers are gone: cut the connection so the client sees an incomplete download.
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
-    return response
-
-
-def _b64(hex_digest: str) -> str:
-    import base64
-
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+    return await stream_item(request, rt, item)
 
 
 async def withdraw_evidence(
@@ -463,6 +420,99 @@ async def match_file(request: web.Request, rt: EvidenceRuntime, case_id: int) ->
         )
 
 
+# ---- examination (质证) ------------------------------------------------------------------------------
+
+
+def opinion_json(opinion: EvidenceOpinion) -> dict[str, Any]:
+    return {
+        "id": opinion.id,
+        "item_id": opinion.item_id,
+        "party_id": opinion.party_id,
+        "property": opinion.property,
+        "property_label": _label(PROPERTIES, opinion.property),
+        "stance": opinion.stance,
+        "stance_label": _label(STANCES, opinion.stance),
+        "reason": opinion.reason,
+        "corrects": opinion.corrects_id,
+        "recorded_by": {
+            "type": opinion.recorded_by_type,
+            "id": opinion.recorded_by_id,
+            "label": opinion.recorder_label,
+        },
+        "at": opinion.created_at.isoformat(),
+        "ledger_index": opinion.ledger_seq,
+    }
+
+
+async def examination_matrix(
+    request: web.Request, rt: EvidenceRuntime, case_id: int
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        rows = await items.list_items(session, case)
+        grid = await examination.matrix(session, case, rows)
+        return json_response(
+            {
+                "case_id": case.id,
+                "properties": [{"code": c, "label": _label(PROPERTIES, c)} for c in PROPERTIES],
+                "parties": [{"id": p.id, "name": p.name, "role": p.role} for p in grid.parties],
+                "items": [
+                    {
+                        "number": item.number,
+                        "title": item.title,
+                        "status": item.status,
+                        "cells": [
+                            {
+                                "party_id": party.id,
+                                "property": prop,
+                                "applies": cell.applies,
+                                "current": opinion_json(cell.current) if cell.current else None,
+                                "history": [opinion_json(o) for o in cell.history],
+                            }
+                            for party in grid.parties
+                            for prop in PROPERTIES
+                            for cell in [grid.cell(item, party, prop)]
+                        ],
+                    }
+                    for item in grid.items
+                ],
+            }
+        )
+
+
+async def state_opinions(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int, body: OpinionsRequest
+) -> web.Response:
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        item = await items.get_item(session, case, number)
+        created = await examination.do_state_opinions(
+            session,
+            who,
+            case,
+            item,
+            body.party_id,
+            [
+                examination.OpinionInput(o.property, o.stance, o.reason, o.corrects)
+                for o in body.opinions
+            ],
+        )
+        return json_response({"opinions": [opinion_json(o) for o in created]}, status=201)
+
+
+async def edit_opinion(
+    request: web.Request, rt: EvidenceRuntime, case_id: int, number: int, opinion_id: int
+) -> web.Response:
+    """There is no edit: authorised like the rest, then always refused with the reason."""
+    async with transaction(request) as session:
+        who = await _principal(request, session)
+        case = await items.load_case(session, who, case_id)
+        await items.get_item(session, case, number)
+    raise OpinionFinal()
+
+
 # ---- ledger --------------------------------------------------------------------------------------
 
 
@@ -473,6 +523,25 @@ async def tree_head(request: web.Request, rt: EvidenceRuntime) -> web.Response:
         if head.tree_size < await ledger.tree_size(session):
             head = await ledger.sign_tree_head(session, rt.key)
         return json_response(ledger.tree_head_json(head, rt.key))
+
+
+async def tree_heads(
+    request: web.Request, rt: EvidenceRuntime, query: TreeHeadsQuery
+) -> web.Response:
+    """Public on purpose: tree heads name no case and no person, and whoever keeps one can
+    later hold the platform to it."""
+    async with transaction(request) as session:
+        statement = select(TreeHead).order_by(TreeHead.id.desc()).limit(query.limit)
+        if query.before is not None:
+            statement = statement.where(TreeHead.id < query.before)
+        heads = list(await session.scalars(statement))
+        return json_response(
+            {
+                "public_key": base64.b64encode(rt.key.public_raw).decode(),
+                "key_id": rt.key.key_id,
+                "tree_heads": [{"id": h.id, **ledger.tree_head_json(h)} for h in heads],
+            }
+        )
 
 
 async def consistency(

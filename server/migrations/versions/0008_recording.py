@@ -1,7 +1,7 @@
 """recording: a hearing's recording state and the archive of recorded files
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-23
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import cases.models
 
 revision: str = '0008'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,6 +12,7 @@ import {
   stopStream,
   takeHandedOver,
 } from "./hearing-media.js";
+import { attachEvidenceViewer } from "./evidence-viewer.js";
 
 const root = document.getElementById("hearing-room");
 const t = makeT(readTexts(root));
@@ -82,6 +83,7 @@ const state = {
 };
 
 const socket = io("/hearing", { transports: ["websocket"], auth: { token }, autoConnect: false });
+attachEvidenceViewer(socket);
 
 const mesh = new Mesh({
   send: (payload) => {
