@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reportlab.graphics import renderPDF
 from reportlab.graphics.barcode.qr import QrCodeWidget
-from reportlab.graphics.shapes import Drawing
+from reportlab.graphics.shapes import Rect
 from reportlab.lib import colors
 from reportlab.lib import textsplit as _rl_textsplit
 from reportlab.lib.enums import TA_CENTER
@@ -34,7 +33,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, SimpleDocTemplate
+from reportlab.platypus import Flowable, SimpleDocTemplate, Table, TableStyle
 from reportlab.platypus import paragraph as _rl_paragraph
 
 FONT_NAME = "YuntiaoCJK"
@@ -213,19 +212,23 @@ class Rendered:
     boxes: dict[str, Box] = field(default_factory=dict)
 
 
-def _qr_drawing(url: str) -> Drawing:
-    widget = QrCodeWidget(url, barLevel="M", barBorder=0)
-    x1, y1, x2, y2 = widget.getBounds()
-    drawing = Drawing(
-        QR_SIZE, QR_SIZE, transform=[QR_SIZE / (x2 - x1), 0, 0, QR_SIZE / (y2 - y1), 0, 0]
-    )
-    drawing.add(widget)
-    return drawing
+def _qr_modules(url: str) -> list[tuple[float, float, float, float]]:
+    """The dark modules of the QR code for ``url`` as rectangles in a ``QR_SIZE`` square.
+
+    Drawn straight onto the canvas: reportlab's drawing renderer would name Helvetica (its
+    default state font) in the page even though the code has no text."""
+    widget = QrCodeWidget(url, barLevel="M", barBorder=0, barWidth=QR_SIZE, barHeight=QR_SIZE)
+    return [
+        (shape.x, shape.y, shape.width, shape.height)
+        for shape in widget.draw().contents
+        # The first rectangle is the white background.
+        if isinstance(shape, Rect) and shape.fillColor == widget.barFillColor
+    ]
 
 
 def _framed_canvas(marks: PageMarks, boxes: dict[str, Box]) -> type[Canvas]:
     """A canvas that holds each page back until the total is known, then draws the frame."""
-    qr = _qr_drawing(marks.qr_url) if marks.qr_url else None
+    qr = _qr_modules(marks.qr_url) if marks.qr_url else []
 
     class FramedCanvas(Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -258,11 +261,22 @@ def _framed_canvas(marks: PageMarks, boxes: dict[str, Box]) -> type[Canvas]:
             self.drawString(MARGIN, base, marks.document_id)
             if marks.header:
                 self.drawString(MARGIN, self._pagesize[1] - MARGIN + 6 * mm, marks.header)
-            if qr is not None:
-                renderPDF.draw(qr, self, width - MARGIN - QR_SIZE, base - 2 * mm)
+            if qr:
+                self.setFillColor(colors.black)
+                x0, y0 = width - MARGIN - QR_SIZE, base - 2 * mm
+                for x, y, w, h in qr:
+                    self.rect(x0 + x, y0 + y, w, h, stroke=0, fill=1)
             self.restoreState()
 
     return FramedCanvas
+
+
+def grid(rows: Sequence[Sequence[Any]], **kw: Any) -> Table:
+    """A ``Table`` whose plain-string cells use our font (reportlab's default is Helvetica,
+    which would be named, unembedded, in the PDF)."""
+    table = Table([list(r) for r in rows], **kw)
+    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), FONT_NAME)]))
+    return table
 
 
 def render(

@@ -33,7 +33,7 @@ from cases import access as case_access
 from cases import lifecycle
 from cases.actor import Actor
 from cases.audit import AuditAction, record
-from cases.catalogue import N_, WET_SIGNATURE_CATEGORIES
+from cases.catalogue import N_, WET_SIGNATURE_CATEGORIES, Msg
 from cases.errors import Conflict, Forbidden, Invalid, NotFound
 from cases.intake import get_case
 from cases.models import Case, Organisation, Party, User, utcnow
@@ -91,6 +91,15 @@ TERM_FIELDS = (
     "performance_deadline",
     "extra",
 )
+TERM_LABELS: dict[str, str] = {
+    "facts": N_("main facts"),
+    "dispute": N_("points in dispute"),
+    "responsibilities": N_("responsibilities"),
+    "performance_manner": N_("manner of performance"),
+    "performance_place": N_("place of performance"),
+    "performance_deadline": N_("time limit of performance"),
+    "extra": N_("other terms"),
+}
 REQUIRED_TERMS = ("facts", "performance_manner", "performance_place", "performance_deadline")
 
 
@@ -121,7 +130,7 @@ def check_terms(raw: dict[str, Any]) -> dict[str, Any]:
             raise Invalid(
                 N_("The field %(field)s is too long (at most 4000 characters)."),
                 code="agreement_terms_invalid",
-                field=name,
+                field=Msg(TERM_LABELS[name]),
             )
         terms[name] = value.strip()
     for name in REQUIRED_TERMS:
@@ -129,7 +138,7 @@ def check_terms(raw: dict[str, Any]) -> dict[str, Any]:
             raise Invalid(
                 N_("Please fill in the field %(field)s of the agreement."),
                 code="agreement_terms_missing",
-                field=name,
+                field=Msg(TERM_LABELS[name]),
             )
     items = raw.get("items", [])
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

@@ -15,7 +15,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from cases.models import Case
-from documents.pdf import PageMarks, render, styles
+from documents.pdf import FONT_NAME, PageMarks, render, styles
 from esign import signing
 from esign.catalogue import EVENTS, MEDIATOR, PARTY, POSTAL, SEAL
 from esign.models import Agreement, AgreementSigner, AgreementVersion, SignatureEvent
@@ -91,6 +91,7 @@ async def certificate_pdf(
     table.setStyle(
         TableStyle(
             [
+                ("FONTNAME", (0, 0), (-1, -1), FONT_NAME),
                 ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#888888")),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),

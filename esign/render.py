@@ -15,11 +15,11 @@ from typing import Any
 
 import jinja2
 from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, Spacer, Table
+from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, Spacer
 
 from cases.catalogue import PARTY_ROLES
 from cases.models import Case, Party
-from documents.pdf import PageMarks, Slot, Styles, render, styles
+from documents.pdf import PageMarks, Slot, Styles, grid, render, styles
 from esign.catalogue import PARTY, POSTAL, SEAL
 from esign.signing import FieldPlace
 
@@ -32,6 +32,17 @@ ROLE_ZH = {
 }
 CN_DIGITS = "零一二三四五六七八九十"
 SIGN_W, SIGN_H = 200.0, 62.0
+BLANK_TERMS: dict[str, Any] = {
+    "facts": "",
+    "dispute": "",
+    "responsibilities": "",
+    "items": [],
+    "performance_manner": "",
+    "performance_place": "",
+    "performance_deadline": "",
+    "copies": 0,
+    "extra": "",
+}
 SEAL_BOX = 130.0
 
 
@@ -93,6 +104,7 @@ def party_context(parties: list[Party]) -> list[dict[str, Any]]:
 def agreement_text(case: Case, terms: dict[str, Any], mediator: str, organisation: str) -> str:
     """The template's output: the Art. 29 content as line markup (also the live preview)."""
     principals = [p for p in case.parties if p.role != "agent"]
+    terms = {**BLANK_TERMS, **terms}
     copies = int(terms.get("copies") or len(principals) + 1)
     return (
         _environment()
@@ -142,18 +154,18 @@ def _signature_page(slots: list[SignerSlot], st: Styles, postal: bool) -> list[F
         label = Paragraph(slot.label, st.body)
         if slot.kind == SEAL:
             box: Flowable = Slot(slot.field_name, SEAL_BOX, SEAL_BOX, outline=not postal)
-            out.append(KeepTogether([label, Table([[box]], hAlign="LEFT")]))
+            out.append(KeepTogether([label, grid([[box]], hAlign="LEFT")]))
         elif postal and slot.kind == PARTY:
             row = [
                 Slot(slot.field_name, SIGN_W, SIGN_H, "签名"),
                 Slot(slot.field_name + "-fingerprint", 70, SIGN_H, "指印"),
                 Paragraph("日期：　　年　　月　　日", st.small),
             ]
-            out.append(KeepTogether([label, Table([row], hAlign="LEFT")]))
+            out.append(KeepTogether([label, grid([row], hAlign="LEFT")]))
         else:
             out.append(
                 KeepTogether(
-                    [label, Table([[Slot(slot.field_name, SIGN_W, SIGN_H)]], hAlign="LEFT")]
+                    [label, grid([[Slot(slot.field_name, SIGN_W, SIGN_H)]], hAlign="LEFT")]
                 )
             )
         out.append(Spacer(1, 3 * mm))

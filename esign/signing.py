@@ -31,7 +31,7 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.timestamps.api import TimeStamper
-from pyhanko.stamp import TextStampStyle
+from pyhanko.stamp import StaticStampStyle
 
 ISSUE_FIELD = "issue"
 MAX_SIGNATURE_PNG_BYTES = 512 * 1024
@@ -95,16 +95,10 @@ class _PdfBytesPage(ImportedPdfPage):
         return name + b" Do"
 
 
-def _stamp(background: PdfImage | ImportedPdfPage) -> TextStampStyle:
-    # Only the timestamp as text: the built-in stamp font has no Chinese glyphs, and the
-    # signer's name is printed under the slot in the document itself.
-    return TextStampStyle(
-        stamp_text="%(ts)s",
-        timestamp_format="%Y-%m-%d %H:%M:%S %z",
-        background=background,
-        background_opacity=1.0,
-        border_width=0,
-    )
+def _stamp(background: PdfImage | ImportedPdfPage) -> StaticStampStyle:
+    # The drawing alone: any stamp text would use a built-in, unembedded font without Chinese
+    # glyphs. The signer's name is printed by the slot, the time is in the signature.
+    return StaticStampStyle(background=background, background_opacity=1.0, border_width=0)
 
 
 def _meta(

@@ -18,6 +18,7 @@ from server.middlewares import MIDDLEWARES
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
 from signaling.server import HearingSignaling
+from web import agreements as agreement_pages
 from web import hearing as hearing_pages
 from web import i18n, pages
 from web.context import CIPHER, SESSIONMAKER, SETTINGS
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETIO] = sio
     pages.setup(app)
     hearing_pages.setup(app)
+    agreement_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app

@@ -10,7 +10,7 @@ from pathlib import Path
 from reportlab.platypus import Paragraph, Table
 
 from config import Settings
-from documents.pdf import NO_LINE_START, PageMarks, Slot, render, split_cjk, styles
+from documents.pdf import NO_LINE_START, PageMarks, Slot, grid, render, split_cjk, styles
 
 FONT = Settings().document_font_path
 CLOSING = "，；：！？》〉”’。、）"
@@ -30,7 +30,11 @@ def poppler(tool: str, pdf: bytes, tmp_path: Path, *args: str) -> str:
 
 def test_font_is_embedded_and_subset_and_nothing_else(tmp_path: Path) -> None:
     st = styles(FONT)
-    pdf = render([Paragraph("人民调解协议书", st.title)], PageMarks("DOC-1"), FONT).data
+    pdf = render(
+        [Paragraph("人民调解协议书", st.title), grid([["表格"]])],
+        PageMarks("DOC-1", qr_url="http://x.test/v"),
+        FONT,
+    ).data
     lines = poppler("pdffonts", pdf, tmp_path).splitlines()[2:]
     assert len(lines) == 1, lines  # no unembedded Helvetica or STSong-Light
     name, *_rest = lines[0].split()

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageDraw
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from reportlab.platypus import Paragraph, Table
+from reportlab.platypus import Paragraph
 
 from config import Settings
-from documents.pdf import PageMarks, Slot, render, styles
+from documents.pdf import PageMarks, Slot, grid, render, styles
 from esign import pki, signing, stamps, verify
 
 CASE_NO = "（2026）伍联调字第12号"
@@ -73,7 +73,7 @@ async def sign_all(authority: pki.Authority) -> bytes:
         for i in range(40)
     ]
     flow.append(
-        Table(
+        grid(
             [
                 [Slot("party-1", 160, 60), Slot("party-2", 160, 60)],
                 [Slot("mediator", 160, 60), Slot("seal", 130, 130)],
