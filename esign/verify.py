@@ -141,10 +141,10 @@ async def verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentRep
     problem = ""
     if not any(r.certification for r in reports):
         problem = N_("This PDF was not issued by this platform.")
-    elif not all(r.trusted for r in reports):
-        problem = N_("A signature was not made with a certificate of this platform.")
     elif not all(r.intact for r in reports):
         problem = N_("The document was changed after it was signed.")
+    elif not all(r.trusted for r in reports):
+        problem = N_("A signature was not made with a certificate of this platform.")
     elif not all(r.bottom_line for r in reports):
         problem = N_("The document was changed after it was signed, or a signature is invalid.")
     elif not reports[-1].covers_whole_file:

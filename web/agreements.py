@@ -9,7 +9,7 @@
   (``agreement-sign.js`` calls the API with the token in ``X-Signing-Token``).
 - ``GET|POST /agreements/verify`` — public: upload a PDF and learn whether it is a genuine,
   unmodified agreement of this platform, signature by signature.
-- ``GET /agreements/ca.pem`` — the platform CA certificate; ``POST /tsa`` — RFC 3161 timestamps.
+- ``GET /agreements/ca.pem`` — the platform CA certificate; ``POST /api/v1/tsa`` — RFC 3161 timestamps.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from cases import access as case_access
 from cases.catalogue import N_
-from cases.errors import DomainError, Forbidden, Invalid
+from cases.errors import DomainError, Forbidden, Invalid, NotFound
 from cases.intake import get_case
 from cases.models import Case, User
 from cases.notifications import OutboxSender
@@ -86,7 +86,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/agreements/verify", verify_page)
     app.router.add_post("/agreements/verify", verify_upload)
     app.router.add_get("/agreements/ca.pem", ca_certificate)
-    app.router.add_post("/tsa", timestamp)
+    # Under /api/: a machine endpoint (no CSRF form token; RFC 3161 clients cannot send one).
+    app.router.add_post("/api/v1/tsa", timestamp)
 
 
 def _label(vocabulary: dict[str, str], code: str) -> str:
@@ -188,8 +189,7 @@ async def _page_values(request: web.Request, case: Case, user: User) -> dict[str
         "can_edit": can_edit,
         "terms": start,
         "items_text": "\n".join(start.get("items", [])),
-        "orders": list(ORDERS.items()),
-        "order_labels": {k: _(v) for k, v in ORDERS.items()},
+        "order_pairs": [(k, _(v)) for k, v in ORDERS.items()],
         "error": None,
         "notice": None,
         "today": dt.date.today().isoformat(),  # noqa: DTZ011 - a default for a date field
@@ -310,7 +310,15 @@ async def case_agreements_post(request: web.Request) -> web.Response:
             case = await get_case(session, case_id)
         values = await _page_values(request, case, user)
         values["error"] = i18n.translate(exc.message, exc.params, settings(request).timezone)
-        status = 403 if isinstance(exc, Forbidden) else 409 if exc.code != "invalid" else 422
+        status = (
+            403
+            if isinstance(exc, Forbidden)
+            else 422
+            if isinstance(exc, Invalid)
+            else 404
+            if isinstance(exc, NotFound)
+            else 409
+        )
         return _render(request, "agreement_case.html", values, status=status)
     async with transaction(request) as session:
         case = await get_case(session, case_id)

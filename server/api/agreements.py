@@ -243,11 +243,12 @@ def register(api: ApiRegistry) -> None:
 async def _who(
     request: web.Request, session: AsyncSession, agreement: Agreement, case: Case
 ) -> Who:
+    # An explicit signing token wins over a staff session of the same browser.
+    token = request.headers.get(SIGNING_TOKEN_HEADER, "")
     user = current_user(request)
-    if user is not None:
+    if not token and user is not None:
         actions.check_staff_view(user, case)
         return Who(actor(request), user=user)
-    token = request.headers.get(SIGNING_TOKEN_HEADER, "")
     if not token:
         raise AuthenticationFailed(N_("Please sign in first."), code="not_authenticated")
     signer = await read_link_token(
