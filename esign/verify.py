@@ -150,3 +150,30 @@ async def verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentRep
     elif not reports[-1].covers_whole_file:
         problem = N_("Something was added to the document after the last signature.")
     return report(document_id, problem, reports)
+
+
+def report_lines(report: DocumentReport) -> list[str]:
+    """The report as text (English; the command line is for administrators)."""
+    head = "GENUINE" if report.ok else "NOT GENUINE"
+    lines = [
+        f"{head}: sha256 {report.sha256}, {report.size} bytes, document {report.document_id or '-'}"
+    ]
+    if report.problem:
+        lines.append(f"  problem: {report.problem}")
+    for s in report.signatures:
+        when = s.signed_at.isoformat() if s.signed_at else "-"
+        state = "valid" if s.bottom_line else ("MODIFIED" if not s.intact else "INVALID")
+        extra = " (issue, DocMDP)" if s.certification else ""
+        trusted = "trusted" if s.trusted else "UNTRUSTED"
+        stamp = "timestamped" if s.timestamped else "no trusted timestamp"
+        lines.append(
+            f"  - {s.field}{extra}: {s.signer} [{s.unit}] at {when}: {state}, {trusted}, {stamp}"
+        )
+    return lines
+
+
+def load_ca(path: str) -> asn1_x509.Certificate:
+    """A CA certificate from a PEM or DER file."""
+    from pyhanko.keys import load_cert_from_pemder
+
+    return load_cert_from_pemder(path)
