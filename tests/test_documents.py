@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from reportlab.platypus import Paragraph, Table
 
 from config import Settings
@@ -85,3 +86,35 @@ def test_page_frame_numbers_id_header_and_slots(tmp_path: Path) -> None:
     assert box.page == result.pages
     x1, y1, x2, y2 = box.rect
     assert round(x2 - x1) == 150 and round(y2 - y1) == 50 and y1 > 0
+
+
+def test_qr_modules_match_reportlabs_own_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our fast QR path draws exactly the modules reportlab's widget draws for the same mask."""
+    from reportlab.graphics.barcode import qrencoder
+    from reportlab.graphics.barcode.qr import QrCodeWidget
+    from reportlab.graphics.shapes import Rect
+
+    from documents.pdf import QR_SIZE, _qr_modules
+
+    url = "https://mediation.example.org/agreements/verify?id=YT-A12-V3-0A1B2C3D"
+    monkeypatch.setattr(qrencoder.QRCode, "getBestMaskPattern", lambda self: 0)
+    widget = QrCodeWidget(url, barLevel="M", barBorder=0, barWidth=QR_SIZE, barHeight=QR_SIZE)
+    theirs = {
+        (round(r.x, 3), round(r.y, 3), round(r.width, 3), round(r.height, 3))
+        for r in widget.draw().contents
+        if isinstance(r, Rect) and r.fillColor == widget.barFillColor
+    }
+    ours = {tuple(round(v, 3) for v in rect) for rect in _qr_modules(url)}
+
+    def cells(rects: set[tuple[float, ...]], unit: float) -> set[tuple[int, int]]:
+        out = set()
+        for x, y, w, h in rects:
+            for i in range(round(w / unit)):
+                for j in range(round(h / unit)):
+                    out.add((round(x / unit) + i, round(y / unit) + j))
+        return out
+
+    n = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)
+    n.addData(url)
+    unit = QR_SIZE / (n.calculate_version() * 4 + 17)
+    assert cells(ours, unit) == cells(theirs, unit) and ours
