@@ -132,7 +132,8 @@ class Authority:
         return PlatformTimeStamper(
             tsa_cert=_asn1_cert(self.tsa_cert),
             tsa_key=_asn1_key(self.tsa_key),
-            certs_to_embed=SimpleCertificateStore.from_certs([self.ca_cert_asn1]),
+            # The root is not embedded (verifiers bring it as their trust anchor): every byte of
+            # a signature is parsed again at each validation.
         )
 
     def issue_signer(
@@ -177,7 +178,7 @@ class Authority:
         return SimpleSigner(
             signing_cert=_asn1_cert(cert),
             signing_key=_asn1_key(key),
-            cert_registry=SimpleCertificateStore.from_certs([self.ca_cert_asn1]),
+            cert_registry=SimpleCertificateStore(),  # no root: see ``timestamper``
         )
 
 
