@@ -318,6 +318,7 @@ async def do_create(
     terms: dict[str, Any],
     *,
     signing_order: str = PARALLEL,
+    allow_typed_name: bool = False,
 ) -> Agreement:
     """A new agreement with its first draft version. Marriage, adoption and inheritance
     matters always go by post (Electronic Signature Law Art. 3)."""
@@ -334,6 +335,7 @@ async def do_create(
         status=DRAFT,
         route=POSTAL if case.category in WET_SIGNATURE_CATEGORIES else DIGITAL,
         signing_order=signing_order,
+        allow_typed_name=allow_typed_name,
         current_version=1,
         created_by_id=actor.user.id,
     )
@@ -364,6 +366,7 @@ async def do_update_terms(
     terms: dict[str, Any],
     *,
     signing_order: str | None = None,
+    allow_typed_name: bool | None = None,
 ) -> AgreementVersion:
     """Every change is a new version; the old one is kept. Changing an issued version voids it
     and every signature request on it — also signatures already given, since they were given to
@@ -388,6 +391,9 @@ async def do_update_terms(
             current_version=previous.number + 1,
             status=DRAFT,
             signing_order=signing_order or agreement.signing_order,
+            allow_typed_name=(
+                agreement.allow_typed_name if allow_typed_name is None else allow_typed_name
+            ),
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -856,6 +862,7 @@ async def do_sign(
     docs: DocumentSettings,
     *,
     drawing_png: bytes | None,
+    typed_name: str = "",
 ) -> AgreementSigner:
     """Apply this signer's signature (the seal for the seal signer) as the next incremental
     revision of the PDF, with a one-time key certified for them.
@@ -879,7 +886,22 @@ async def do_sign(
     else:
         check_may_sign_as_staff(actor.user, signer, case)
     image = None
-    if signer.kind != SEAL:
+    if signer.kind == PARTY and drawing_png is None and typed_name.strip():
+        if not agreement.allow_typed_name:
+            raise Invalid(
+                N_("This agreement must be signed by hand: draw your signature."),
+                code="typed_name_not_allowed",
+            )
+        if typed_name.strip() != signer.name:
+            raise Invalid(
+                N_("Type your name exactly as written in the agreement: %(name)s"),
+                code="typed_name_mismatch",
+                name=signer.name,
+            )
+        from esign.stamps import typed_signature
+
+        image = typed_signature(signer.name, docs.font_path)
+    elif signer.kind != SEAL:
         if drawing_png is None:
             raise Invalid(N_("Draw your signature first."), code="signature_missing")
         try:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.actor import Actor
@@ -241,6 +241,15 @@ async def do_send_reminders(
         case = await session.get(Case, agreement.case_id)
         if case is None:
             continue
+        # Claim it first: two runs at once (cron on two servers) remind once.
+        claimed = await session.execute(
+            update(Agreement)
+            .where(Agreement.id == agreement.id, Agreement.judicial_reminded_at.is_(None))
+            .values(judicial_reminded_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            continue
         end = deadline(agreement)
         for party in case.parties:
             if party.role == "agent" or not party.phone:
@@ -257,7 +266,6 @@ async def do_send_reminders(
                 ),
                 case=case,
             )
-        agreement.judicial_reminded_at = utcnow()
         await record(
             session,
             actor,

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     ForeignKey,
     Integer,
@@ -33,6 +34,8 @@ class Agreement(Base):
     status: Mapped[str] = mapped_column(String(20), default=DRAFT)
     route: Mapped[str] = mapped_column(String(20), default=DIGITAL)
     signing_order: Mapped[str] = mapped_column(String(20), default=PARALLEL)
+    # Parties may type their name instead of drawing (the mediator decides per agreement).
+    allow_typed_name: Mapped[bool] = mapped_column(Boolean, default=False)
     current_version: Mapped[int] = mapped_column(Integer, default=1)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ import io
 import math
 from pathlib import Path
 
+from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib import colors
 from reportlab.pdfgen.canvas import Canvas
 
@@ -29,6 +30,15 @@ def _star(canvas: Canvas, cx: float, cy: float, r: float) -> None:
             path.lineTo(x, y)
     path.close()
     canvas.drawPath(path, stroke=0, fill=1)
+
+
+def typed_signature(name: str, font_path: Path) -> Image.Image:
+    """A typed name as the signature image (when the agreement allows it), in the CJK font."""
+    font = ImageFont.truetype(str(font_path), 64, index=0)
+    left, top, right, bottom = font.getbbox(name)
+    image = Image.new("RGB", (int(right - left) + 40, int(bottom - top) + 40), "white")
+    ImageDraw.Draw(image).text((20 - left, 20 - top), name, font=font, fill=(20, 20, 120))
+    return image
 
 
 def seal_pdf(organisation: str, font_path: Path, caption: str = "人民调解专用章") -> bytes:

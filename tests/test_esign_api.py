@@ -586,3 +586,50 @@ async def test_judicial_package_and_reminder(
             )
         )
     assert len(bodies) == 2  # one per party
+
+
+async def test_typed_name_only_where_allowed(
+    client: Any, sessionmaker: Any, staff: dict[str, dict[str, str]]
+) -> None:
+    agreement = await issued_agreement(client, sessionmaker, staff)
+    aid = agreement["id"]
+    (_sid, token), _ = await party_tokens(client, aid, staff)
+    headers = {"X-Signing-Token": token}
+    base = f"/api/v1/agreements/{aid}/signing"
+    await client.post(base + "/code", headers=headers)
+    code = await last_code(sessionmaker, "13900000001")
+    assert (
+        await client.post(base + "/code/verify", json={"code": code}, headers=headers)
+    ).status == 200
+    resp = await client.post(
+        base + "/signature", json={"typed_name": "宜昌某电池材料有限公司"}, headers=headers
+    )
+    assert resp.status == 422 and await error_code(resp) == "typed_name_not_allowed"
+    # The mediator allows it: a new version, issued again.
+    resp = await client.post(
+        f"/api/v1/agreements/{aid}/versions",
+        json={"terms": TERMS, "allow_typed_name": True},
+        headers=staff["mediator"],
+    )
+    assert resp.status == 201 and (await resp.json())["allow_typed_name"] is True
+    assert (
+        await client.post(f"/api/v1/agreements/{aid}/issue", json={}, headers=staff["mediator"])
+    ).status == 200
+    (_sid, token), _ = await party_tokens(client, aid, staff)
+    headers = {"X-Signing-Token": token}
+    await client.post(base + "/code", headers=headers)
+    code = await last_code(sessionmaker, "13900000001")
+    assert (
+        await client.post(base + "/code/verify", json={"code": code}, headers=headers)
+    ).status == 200
+    resp = await client.post(base + "/signature", json={"typed_name": "别人"}, headers=headers)
+    assert resp.status == 422 and await error_code(resp) == "typed_name_mismatch"
+    resp = await client.post(
+        base + "/signature", json={"typed_name": "宜昌某电池材料有限公司"}, headers=headers
+    )
+    assert resp.status == 200, await resp.text()
+    pdf = await (
+        await client.get(f"/api/v1/agreements/{aid}/document", headers=staff["mediator"])
+    ).read()
+    report = await verify_pdf(pdf, client.app[ESIGN].authority.ca_cert_asn1)
+    assert report.ok and len(report.signatures) == 2

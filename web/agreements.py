@@ -238,14 +238,26 @@ async def case_agreements_post(request: web.Request) -> web.Response:
                     raise Forbidden(N_("You do not have access to this."))
             order = form.get("signing_order", "parallel")
             order = order if isinstance(order, str) and order in ORDERS else "parallel"
+            typed = form.get("allow_typed_name") == "yes"
             if action == "create":
                 await actions.do_create(
-                    session, who, case, _terms_from_form(form), signing_order=order
+                    session,
+                    who,
+                    case,
+                    _terms_from_form(form),
+                    signing_order=order,
+                    allow_typed_name=typed,
                 )
                 notice = _("The draft was saved.")
             elif action == "update" and agreement is not None:
                 await actions.do_update_terms(
-                    session, who, case, agreement, _terms_from_form(form), signing_order=order
+                    session,
+                    who,
+                    case,
+                    agreement,
+                    _terms_from_form(form),
+                    signing_order=order,
+                    allow_typed_name=typed,
                 )
                 notice = _("The draft was saved as a new version.")
             elif action == "issue" and agreement is not None:

@@ -66,11 +66,15 @@ class Terms(Strict):
 class AgreementCreate(Strict):
     terms: Terms
     signing_order: Literal["parallel", "sequential"] = "parallel"
+    allow_typed_name: bool = Field(
+        default=False, description="Parties may type their name instead of drawing"
+    )
 
 
 class AgreementUpdate(Strict):
     terms: Terms
     signing_order: Literal["parallel", "sequential"] | None = None
+    allow_typed_name: bool | None = None
 
 
 class IssueRequest(Strict):
@@ -81,6 +85,11 @@ class IssueRequest(Strict):
 
 class DrawingBody(Strict):
     drawing: str = Field(default="", description="The drawn signature: a PNG, base64 or data: URL")
+    typed_name: str = Field(
+        default="",
+        max_length=200,
+        description="Instead of a drawing, where the agreement allows it",
+    )
 
 
 class CodeBody(Strict):
@@ -370,6 +379,7 @@ async def agreement_json(
         "route_label": _label(ROUTES, agreement.route),
         "signing_order": agreement.signing_order,
         "signing_order_label": _label(ORDERS, agreement.signing_order),
+        "allow_typed_name": agreement.allow_typed_name,
         "effective_at": _time(agreement.effective_at),
         "judicial_deadline": _time(judicial.deadline(agreement)),
         "version": version_json(signer_version),
@@ -462,7 +472,12 @@ async def create_agreement(
     async with transaction(request) as session:
         case, user = await _staff_case(request, session, case_id)
         agreement = await actions.do_create(
-            session, actor(request), case, body.terms.model_dump(), signing_order=body.signing_order
+            session,
+            actor(request),
+            case,
+            body.terms.model_dump(),
+            signing_order=body.signing_order,
+            allow_typed_name=body.allow_typed_name,
         )
         data = await agreement_json(session, agreement, case, Who(actor(request), user=user))
     return json_response(data, status=201)
@@ -497,6 +512,7 @@ async def update_agreement(
             agreement,
             body.terms.model_dump(),
             signing_order=body.signing_order,
+            allow_typed_name=body.allow_typed_name,
         )
         data = await agreement_json(session, agreement, case, who)
     return json_response(data, status=201)
@@ -749,7 +765,13 @@ async def signer_sign(request: web.Request, agreement_id: int, body: DrawingBody
     async with transaction(request) as session:
         agreement, case, who = await _load(request, session, agreement_id)
         await actions.do_sign(
-            session, who.actor, _signer(who), runtime.authority, runtime.docs, drawing_png=drawing
+            session,
+            who.actor,
+            _signer(who),
+            runtime.authority,
+            runtime.docs,
+            drawing_png=drawing,
+            typed_name=body.typed_name,
         )
         data = await agreement_json(session, agreement, case, who)
     return json_response(data)

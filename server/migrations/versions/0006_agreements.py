@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('route', sa.String(length=20), nullable=False),
     sa.Column('signing_order', sa.String(length=20), nullable=False),
+    sa.Column('allow_typed_name', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('current_version', sa.Integer(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', cases.models.UTCDateTime(timezone=True), nullable=False),

@@ -105,13 +105,16 @@ const signButton = root.querySelector("[data-sign-button]");
 if (signButton) {
   signButton.addEventListener("click", async () => {
     const png = pad ? pad.png() : "";
-    if (!png) {
+    const typedField = root.querySelector("[data-typed-name]");
+    const typed = typedField ? typedField.value.trim() : "";
+    if (!png && !typed) {
       say("[data-sign-status]", texts.empty, false);
       return;
     }
     signButton.disabled = true;
     say("[data-sign-status]", texts.signing);
-    const { ok, data } = await call("/signing/signature", { drawing: png });
+    const body = png ? { drawing: png } : { typed_name: typed };
+    const { ok, data } = await call("/signing/signature", body);
     if (ok) {
       say("[data-sign-status]", texts.signed);
       root.querySelector("[data-steps]").hidden = true;
