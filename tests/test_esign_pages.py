@@ -173,5 +173,5 @@ async def test_verification_page_and_ca_and_tsa(
     resp = await client.post(
         "/api/v1/tsa", data=b"junk", headers={"Content-Type": "application/timestamp-query"}
     )
-    assert resp.status == 400
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "tsa_request_invalid"
     assert client.app[ESIGN].authority.ca_pem.startswith(b"-----BEGIN CERTIFICATE")

@@ -9,7 +9,8 @@
   (``agreement-sign.js`` calls the API with the token in ``X-Signing-Token``).
 - ``GET|POST /agreements/verify`` — public: upload a PDF and learn whether it is a genuine,
   unmodified agreement of this platform, signature by signature.
-- ``GET /agreements/ca.pem`` — the platform CA certificate; ``POST /api/v1/tsa`` — RFC 3161 timestamps.
+- ``GET /agreements/ca.pem`` — the platform CA certificate; ``POST /api/v1/tsa`` (registered with
+  the API, ``server.api.agreements``) — RFC 3161 timestamps.
 """
 
 from __future__ import annotations
@@ -86,8 +87,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/agreements/verify", verify_page)
     app.router.add_post("/agreements/verify", verify_upload)
     app.router.add_get("/agreements/ca.pem", ca_certificate)
-    # Under /api/: a machine endpoint (no CSRF form token; RFC 3161 clients cannot send one).
-    app.router.add_post("/api/v1/tsa", timestamp)
 
 
 def _label(vocabulary: dict[str, str], code: str) -> str:
@@ -490,10 +489,15 @@ async def ca_certificate(request: web.Request) -> web.Response:
 async def timestamp(request: web.Request) -> web.Response:
     """RFC 3161 over HTTP: ``application/timestamp-query`` in, ``…-reply`` out."""
     if request.content_type != "application/timestamp-query":
-        return web.Response(status=415, text="send application/timestamp-query")
+        raise Invalid(
+            N_("Send an RFC 3161 request as application/timestamp-query."),
+            code="tsa_content_type",
+        )
     body = await request.read()
     try:
         reply = request.app[ESIGN].authority.timestamper.respond(body)
     except (ValueError, TypeError, KeyError):
-        return web.Response(status=400, text="not a TimeStampReq")
+        raise Invalid(
+            N_("This is not an RFC 3161 timestamp request."), code="tsa_request_invalid"
+        ) from None
     return web.Response(body=reply, content_type="application/timestamp-reply")

@@ -43,7 +43,7 @@ from esign.render import agreement_text
 from esign.verify import DocumentReport, verify_pdf
 from server.api.registry import ApiRegistry, json_response
 from server.api.schemas import Strict
-from web.agreements import ESIGN, sign_url
+from web.agreements import ESIGN, sign_url, timestamp
 from web.context import actor, client_ip, current_user, settings, transaction
 from web.i18n import gettext
 
@@ -244,6 +244,8 @@ def register(api: ApiRegistry) -> None:
         status=201,
     )(comment)
     r("POST", "/agreements/verification", summary="Is this PDF (raw body) a genuine, unmodified agreement of this platform?", tag=tag, auth=False)(verification)  # fmt: skip
+    # A machine endpoint under /api/ (RFC 3161 clients send no CSRF token, nor need one).
+    r("POST", "/tsa", summary="RFC 3161 timestamp authority (application/timestamp-query in, timestamp-reply out)", tag=tag, auth=False)(timestamp)  # fmt: skip
 
 
 # ---- who ------------------------------------------------------------------------------------
