@@ -77,6 +77,8 @@ from esign.pki import Authority
 from esign.render import SignerSlot, render_agreement
 
 CODE_DIGITS = 6
+# A new code (another text message) only when the last one is used up, or a minute later.
+CODE_RESEND_AFTER = dt.timedelta(minutes=1)
 # After the code is confirmed the signer has this long to draw and submit.
 VERIFIED_WINDOW = dt.timedelta(minutes=15)
 MAX_TEXT = 4000
@@ -712,9 +714,23 @@ async def do_send_code(
             N_("No phone number is on file for you. Ask the mediation office to add one."),
             code="signing_no_phone",
         )
+    now = utcnow()
+    live = (
+        signer.code_hash
+        and signer.code_expires_at is not None
+        and now < signer.code_expires_at
+        and signer.code_attempts < docs.code_max_attempts
+    )
+    if live and signer.code_expires_at is not None:
+        sent_at = signer.code_expires_at - docs.code_ttl
+        if now - sent_at < CODE_RESEND_AFTER:
+            raise Conflict(
+                N_("A code was sent less than a minute ago. Please wait for the text message."),
+                code="signing_code_too_soon",
+            )
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     signer.code_hash = _code_hash(docs.secret, signer, code)
-    signer.code_expires_at = utcnow() + docs.code_ttl
+    signer.code_expires_at = now + docs.code_ttl
     signer.code_attempts = 0
     signer.code_verified_at = None
     await session.flush()
@@ -839,7 +855,8 @@ def check_turn(signer: AgreementSigner, all_signers: list[AgreementSigner], orde
 
 
 def check_may_sign_as_staff(user: User, signer: AgreementSigner, case: Case) -> None:
-    if signer.kind == MEDIATOR and signer.user_id == user.id:
+    # Still the case's mediator (a recused mediator no longer signs).
+    if signer.kind == MEDIATOR and signer.user_id == user.id == case.mediator_id:
         return
     if signer.kind == SEAL and (
         case_access.is_system_admin(user)
@@ -873,6 +890,12 @@ async def do_sign(
     agreement, case, version = await signer_context(session, signer)
     _check_active(signer, version)
     if signer.kind == PARTY:
+        # Only the party themself, through their own link: never staff on their behalf.
+        if actor.kind != "party" or actor.id != signer.party_id:
+            raise Forbidden(
+                N_("Only the party can give their own signature, through their own link."),
+                code="signing_forbidden",
+            )
         if signer.route != DIGITAL:
             raise Conflict(N_("This copy is signed on paper."), code="signing_postal")
         verified = signer.code_verified_at

@@ -633,3 +633,28 @@ async def test_typed_name_only_where_allowed(
     ).read()
     report = await verify_pdf(pdf, client.app[ESIGN].authority.ca_cert_asn1)
     assert report.ok and len(report.signatures) == 2
+
+
+async def test_nobody_signs_for_a_party_and_codes_are_not_spammed(
+    client: Any, sessionmaker: Any, staff: dict[str, dict[str, str]]
+) -> None:
+    agreement = await issued_agreement(client, sessionmaker, staff)
+    aid = agreement["id"]
+    (sid, token), _ = await party_tokens(client, aid, staff)
+    headers = {"X-Signing-Token": token}
+    base = f"/api/v1/agreements/{aid}/signing"
+    assert (await client.post(base + "/code", headers=headers)).status == 200
+    resp = await client.post(base + "/code", headers=headers)
+    assert resp.status == 409 and await error_code(resp) == "signing_code_too_soon"
+    code = await last_code(sessionmaker, "13900000001")
+    assert (
+        await client.post(base + "/code/verify", json={"code": code}, headers=headers)
+    ).status == 200
+    # Even right after the party confirmed their code, staff cannot sign in their place.
+    for who in ("mediator", "admin"):
+        resp = await client.post(
+            f"/api/v1/agreements/{aid}/signers/{sid}/signature",
+            json={"drawing": png_b64()},
+            headers=staff[who],
+        )
+        assert resp.status == 403 and await error_code(resp) == "signing_forbidden"
