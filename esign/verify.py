@@ -9,6 +9,7 @@ only the CA certificate).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
@@ -79,7 +80,13 @@ def _document_id(reader: PdfFileReader) -> str:
 
 
 async def verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentReport:
-    """Validate every signature of ``data``; ``problem`` says what is wrong, if anything."""
+    """Validate every signature of ``data``; ``problem`` says what is wrong, if anything.
+    Runs in a worker thread (its own event loop): an uploaded PDF may take a while to parse,
+    and the server's loop must not stall meanwhile."""
+    return await asyncio.to_thread(lambda: asyncio.run(_verify_pdf(data, ca_cert)))
+
+
+async def _verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentReport:
     sha256 = hashlib.sha256(data).hexdigest()
 
     def report(
