@@ -492,6 +492,7 @@ async def do_issue(
     sender: Sender,
     *,
     postal_party_ids: frozenset[int] = frozenset(),
+    agent_party_ids: frozenset[int] = frozenset(),
     link_for: Callable[[AgreementSigner], str] | None = None,
 ) -> AgreementVersion:
     """Render the current draft, create its signers (each party, the mediator, the seal), add
@@ -521,6 +522,19 @@ async def do_issue(
     wet = case.category in WET_SIGNATURE_CATEGORIES
     signers: list[AgreementSigner] = []
     for position, party in enumerate(principals, start=1):
+        agent = None
+        if party.id in agent_party_ids:
+            agent = next(
+                (a for a in case.parties if a.role == "agent" and a.represents_id == party.id),
+                None,
+            )
+            if agent is None:
+                raise Invalid(
+                    N_("%(name)s has no agent on file to sign for them."),
+                    code="agreement_no_agent",
+                    name=party.name,
+                )
+        label = _party_label(party)
         signers.append(
             AgreementSigner(
                 agreement_id=agreement.id,
@@ -529,9 +543,10 @@ async def do_issue(
                 position=position,
                 field_name=f"party-{party.id}",
                 party_id=party.id,
-                name=party.name,
-                role_label=_party_label(party),
-                phone=party.phone,
+                agent_id=agent.id if agent else None,
+                name=agent.name if agent else party.name,
+                role_label=f"{label}（委托代理人：{agent.name}）" if agent else label,
+                phone=agent.phone if agent else party.phone,
                 route=POSTAL if wet or party.id in postal_party_ids else DIGITAL,
             )
         )
@@ -891,7 +906,7 @@ async def do_sign(
     _check_active(signer, version)
     if signer.kind == PARTY:
         # Only the party themself, through their own link: never staff on their behalf.
-        if actor.kind != "party" or actor.id != signer.party_id:
+        if actor.kind != "party" or actor.id not in (signer.party_id, signer.agent_id):
             raise Forbidden(
                 N_("Only the party can give their own signature, through their own link."),
                 code="signing_forbidden",
@@ -966,6 +981,9 @@ async def do_sign(
     organisation = await session.get(Organisation, case.organisation_id)
     assert organisation is not None
     role = {PARTY: "当事人", MEDIATOR: "人民调解员", SEAL: "人民调解委员会印章"}[signer.kind]
+    if signer.agent_id is not None:
+        party = next((p for p in case.parties if p.id == signer.party_id), None)
+        role = f"委托代理人（代{party.name if party else ''}）"
     key = authority.issue_signer(
         signer.name, case.number, organisation.name if signer.kind == SEAL else "", role
     )

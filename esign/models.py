@@ -86,9 +86,12 @@ class AgreementSigner(Base):
     position: Mapped[int] = mapped_column(Integer)
     field_name: Mapped[str] = mapped_column(String(40))
     party_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id"))
+    # When the party's agent (委托代理人) signs for them: the agent's party row. ``name`` and
+    # ``phone`` are then the agent's, ``party_id`` still the party signed for.
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(200))
-    role_label: Mapped[str] = mapped_column(String(100), default="")
+    role_label: Mapped[str] = mapped_column(String(500), default="")
     phone: Mapped[str] = mapped_column(String(40), default="")
     route: Mapped[str] = mapped_column(String(20), default=DIGITAL)
     status: Mapped[str] = mapped_column(String(20), default=PENDING)

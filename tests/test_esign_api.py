@@ -658,3 +658,53 @@ async def test_nobody_signs_for_a_party_and_codes_are_not_spammed(
             headers=staff[who],
         )
         assert resp.status == 403 and await error_code(resp) == "signing_forbidden"
+
+
+async def test_an_agent_signs_for_their_party(
+    client: Any, sessionmaker: Any, staff: dict[str, dict[str, str]]
+) -> None:
+    from cases.models import Party
+
+    case_id = await new_case(client, sessionmaker, staff)
+    async with sessionmaker() as session:
+        applicant = await session.scalar(
+            select(Party).where(Party.case_id == case_id, Party.role == "applicant")
+        )
+        respondent = await session.scalar(
+            select(Party).where(Party.case_id == case_id, Party.role == "respondent")
+        )
+        agent = await session.scalar(
+            select(Party).where(Party.case_id == case_id, Party.role == "agent")
+        )
+        assert applicant and respondent and agent
+        await session.execute(update(Party).where(Party.id == agent.id).values(phone="13900000009"))
+        await session.commit()
+    resp = await client.post(
+        f"/api/v1/cases/{case_id}/agreements", json={"terms": TERMS}, headers=staff["mediator"]
+    )
+    aid = (await resp.json())["id"]
+    resp = await client.post(
+        f"/api/v1/agreements/{aid}/issue",
+        json={"agent_party_ids": [respondent.id]},
+        headers=staff["mediator"],
+    )
+    assert resp.status == 422 and await error_code(resp) == "agreement_no_agent"
+    resp = await client.post(
+        f"/api/v1/agreements/{aid}/issue",
+        json={"agent_party_ids": [applicant.id]},
+        headers=staff["mediator"],
+    )
+    assert resp.status == 200, await resp.text()
+    first = (await resp.json())["signers"][0]
+    assert first["name"] == "钱律师" and "委托代理人" in first["label"]
+    (_sid, token), _ = await party_tokens(client, aid, staff)
+    assert (await party_signs(client, sessionmaker, aid, token, "13900000009")).status == 200
+    pdf = await (
+        await client.get(f"/api/v1/agreements/{aid}/document", headers=staff["mediator"])
+    ).read()
+    report = await verify_pdf(pdf, client.app[ESIGN].authority.ca_cert_asn1)
+    assert report.ok and report.signatures[1].signer == "钱律师"
+    assert (
+        "委托代理人" in report.signatures[1].unit
+        and "宜昌某电池材料有限公司" in report.signatures[1].unit
+    )

@@ -265,6 +265,11 @@ async def case_agreements_post(request: web.Request) -> web.Response:
                     for v in form.getall("postal_party", [])
                     if isinstance(v, str) and v.isdigit()
                 )
+                agent_ids = frozenset(
+                    int(v)
+                    for v in form.getall("agent_party", [])
+                    if isinstance(v, str) and v.isdigit()
+                )
                 await actions.do_issue(
                     session,
                     who,
@@ -274,6 +279,7 @@ async def case_agreements_post(request: web.Request) -> web.Response:
                     runtime.docs,
                     OutboxSender(session),
                     postal_party_ids=postal_ids,
+                    agent_party_ids=agent_ids,
                     link_for=lambda s: sign_url(base, issue_link_token(secret, s)),
                 )
                 notice = _("The agreement was issued. Each party received their signing link.")

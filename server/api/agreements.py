@@ -78,6 +78,9 @@ class AgreementUpdate(Strict):
 
 
 class IssueRequest(Strict):
+    agent_party_ids: list[int] = Field(
+        default_factory=list, description="Parties whose agent (委托代理人) signs for them"
+    )
     postal_party_ids: list[int] = Field(
         default_factory=list, description="Parties who sign a paper copy by post"
     )
@@ -268,7 +271,7 @@ async def _who(
     actions.check_signer_case(signer, agreement)
     who = Actor(
         "party",
-        signer.party_id,
+        signer.agent_id or signer.party_id,
         signer.name,
         client_ip(request),
         request.headers.get("User-Agent", "")[:300],
@@ -337,6 +340,7 @@ def signer_json(s: AgreementSigner, full: bool) -> dict[str, Any]:
     if full:
         data.update(
             party_id=s.party_id,
+            agent_id=s.agent_id,
             user_id=s.user_id,
             viewed_at=_time(s.viewed_at),
             code_verified_at=_time(s.code_verified_at),
@@ -538,6 +542,7 @@ async def issue_agreement(
             runtime.docs,
             OutboxSender(session),
             postal_party_ids=frozenset(body.postal_party_ids),
+            agent_party_ids=frozenset(body.agent_party_ids),
             link_for=lambda s: sign_url(base, issue_link_token(secret, s)),
         )
         data = await agreement_json(session, agreement, case, who)
