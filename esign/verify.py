@@ -106,9 +106,16 @@ async def _verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentRe
         return report(document_id, N_("This PDF carries no electronic signature of this platform."))
     context = ValidationContext(trust_roots=[ca_cert], allow_fetching=False)
     reports: list[SignatureReport] = []
-    for sig in embedded:
+    last = len(embedded) - 1
+    for index, sig in enumerate(embedded):
+        # Modification analysis (every later revision against the signature's permissions) for
+        # the first signature — the DocMDP certification, which every later revision
+        # must respect — and the last (the seal's lock; nothing may follow it). Signatures in
+        # between lock nothing, and re-analysing every later revision for each of them made
+        # validation quadratic in the number of signers.
+        skip_diff = 0 < index < last
         try:
-            status = await async_validate_pdf_signature(sig, context, context)
+            status = await async_validate_pdf_signature(sig, context, context, skip_diff=skip_diff)
         except Exception:  # noqa: BLE001 - a damaged signature is a finding, not a crash
             reports.append(
                 SignatureReport(
