@@ -106,6 +106,9 @@ async def test_mediator_drafts_previews_issues_and_signs(
     )
     assert resp.status == 200, await resp.text()
     assert 'data-signer-status="signed"' in await resp.text()
+    # The case page shows where the agreement stands.
+    case_page = await (await client.get(f"/cases/{case_id}")).text()
+    assert "data-agreement-summary" in case_page and "已签 3 / 共 4" in case_page
 
 
 async def test_bad_signing_link_gets_a_readable_page(client: Any) -> None:

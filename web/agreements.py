@@ -195,6 +195,36 @@ async def _page_values(request: web.Request, case: Case, user: User) -> dict[str
     }
 
 
+async def case_summary(session: Any, case: Case) -> list[dict[str, Any]]:
+    """The case page's short view of each agreement: its state, signatures so far, and the
+    postal copies' states (for ``case_detail.html``)."""
+    out = []
+    for agreement in await actions.case_agreements(session, case):
+        version = await actions.current_version(session, agreement)
+        signers = await actions.signers_of(session, version)
+        shipments = await postal.shipments_of(session, agreement.id)
+        out.append(
+            {
+                "id": agreement.id,
+                "status_label": _label(STATUSES, agreement.status),
+                "route_label": _label(ROUTES, agreement.route),
+                "version": version.number,
+                "signed": sum(s.status == "signed" for s in signers),
+                "signers": len(signers),
+                "postal": [
+                    (
+                        next((s.name for s in signers if s.id == p.signer_id), ""),
+                        _label(SHIPMENT_STATUSES, p.status),
+                        p.tracking_number,
+                    )
+                    for p in shipments
+                    if p.version_id == version.id
+                ],
+            }
+        )
+    return out
+
+
 def _may_sign(user: User, signer: AgreementSigner, case: Case) -> bool:
     if signer.status != "pending":
         return False

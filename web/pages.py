@@ -76,6 +76,7 @@ from rooms.catalogue import (
 )
 from rooms.invitations import do_revoke_invitation, issue_invitation
 from rooms.models import Hearing, HearingParticipant
+from web import agreements as agreement_pages
 from web import i18n
 from web.context import (
     LOCALE_COOKIE,
@@ -849,6 +850,7 @@ async def case_page_values(
     )
     return {
         **hearing_values,
+        "agreements": await agreement_pages.case_summary(session, case),
         "case": case,
         "parties": parties,
         "party_names": party_names,
