@@ -82,6 +82,7 @@ class AuditAction(StrEnum):
     POSTAL_RETURNED = "agreement.postal_returned"
     JUDICIAL_PACKAGE_EXPORTED = "agreement.judicial_package"
     JUDICIAL_REMINDER_SENT = "agreement.judicial_reminder"
+    AGREEMENT_DRAFT_SHARED = "agreement.draft_shared"
 
 
 def canonical_json(value: Any) -> str:

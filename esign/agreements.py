@@ -473,6 +473,97 @@ async def do_comment(
     return comment
 
 
+# ---- draft review by the parties ----------------------------------------------------------
+
+
+async def do_share_draft(
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    agreement: Agreement,
+    sender: Sender,
+    link_for: Callable[[Party, AgreementVersion], str],
+) -> list[tuple[Party, str]]:
+    """Send each party (with a phone) a link to read the current draft and comment on it.
+    Returns every party's link (to hand over in person when there is no phone)."""
+    if actor.user is None:
+        raise Forbidden(N_("You do not have access to this."), code="forbidden")
+    check_draft(actor.user, case)
+    version = await current_version(session, agreement)
+    if version.status != V_DRAFT:
+        raise Conflict(
+            N_("Only a draft is sent for review; this version is already issued."),
+            code="agreement_not_draft",
+        )
+    links = []
+    for party in case.parties:
+        if party.role == "agent":
+            continue
+        url = link_for(party, version)
+        links.append((party, url))
+        if party.phone:
+            await do_notify(
+                session,
+                actor,
+                sender,
+                Notification(
+                    channel=SMS,
+                    recipient=party.phone,
+                    body=f"【云调】{case.number}调解协议草稿（第{version.number}版）已拟定，请查看并提出意见：{url}",
+                    case_id=case.id,
+                ),
+                case=case,
+            )
+    await _audit(
+        session, actor, AuditAction.AGREEMENT_DRAFT_SHARED, case, agreement, version=version.number
+    )
+    return links
+
+
+async def open_review(
+    session: AsyncSession, agreement_id: int, party_id: int, number: int
+) -> tuple[Agreement, Case, AgreementVersion, Party]:
+    """The draft a review link shows; ``Forbidden`` if the party is not of that case,
+    ``Conflict`` when the draft was replaced or issued since (the party then gets a new link)."""
+    agreement = await get_agreement(session, agreement_id)
+    case = await get_case(session, agreement.case_id)
+    party = next((p for p in case.parties if p.id == party_id and p.role != "agent"), None)
+    if party is None:
+        raise Forbidden(N_("This review link is not valid."), code="review_link_invalid")
+    version = await current_version(session, agreement)
+    if version.number != number or version.status != V_DRAFT:
+        raise Conflict(
+            N_("This draft has been replaced. You will receive a new link."),
+            code="review_draft_replaced",
+        )
+    return agreement, case, version, party
+
+
+async def do_review_comment(
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    agreement: Agreement,
+    version: AgreementVersion,
+    party: Party,
+    text: str,
+) -> AgreementComment:
+    text = text.strip()
+    if not text or len(text) > MAX_TEXT:
+        raise Invalid(
+            N_("Write a comment of at most 4000 characters."), code="agreement_comment_invalid"
+        )
+    comment = AgreementComment(
+        agreement_id=agreement.id, version_id=version.id, author_label=party.name, text=text
+    )
+    session.add(comment)
+    await session.flush()
+    await _audit(
+        session, actor, AuditAction.AGREEMENT_COMMENTED, case, agreement, party_id=party.id
+    )
+    return comment
+
+
 # ---- issue ----------------------------------------------------------------------------------
 
 

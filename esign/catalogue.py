@@ -105,4 +105,5 @@ ESIGN_AUDIT_LABELS: dict[str, str] = {
     AuditAction.POSTAL_RETURNED: N_("Signed agreement returned by post"),
     AuditAction.JUDICIAL_PACKAGE_EXPORTED: N_("Judicial confirmation package exported"),
     AuditAction.JUDICIAL_REMINDER_SENT: N_("Judicial confirmation reminder sent"),
+    AuditAction.AGREEMENT_DRAFT_SHARED: N_("Agreement draft sent to the parties for review"),
 }

@@ -61,3 +61,34 @@ async def read_link_token(
     ):
         raise invalid
     return signer
+
+
+REVIEW_SALT = "yuntiao.agreement-review.v1"
+
+
+def issue_review_token(secret: str | bytes, agreement_id: int, party_id: int, version: int) -> str:
+    """A party's link to read one draft version and comment on it (no signing)."""
+    if not secret:
+        raise ValueError("an empty secret would make review links forgeable")
+    serializer = URLSafeTimedSerializer(secret, salt=REVIEW_SALT)
+    return str(serializer.dumps({"a": agreement_id, "p": party_id, "n": version}))
+
+
+def read_review_token(secret: str | bytes, token: str, max_age_s: int) -> tuple[int, int, int]:
+    """(agreement id, party id, version number) of a review link, or ``Forbidden``. The caller
+    checks that the party belongs to the agreement's case and which version is current."""
+    invalid = Forbidden(N_("This review link is not valid."), code="review_link_invalid")
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise invalid
+    try:
+        payload = URLSafeTimedSerializer(secret, salt=REVIEW_SALT).loads(token, max_age=max_age_s)
+    except SignatureExpired:
+        raise Forbidden(
+            N_("This review link has expired. Ask the mediation office for a new one."),
+            code="review_link_expired",
+        ) from None
+    except BadData:
+        raise invalid from None
+    if not isinstance(payload, dict):
+        raise invalid
+    return _int(payload, "a"), _int(payload, "p"), _int(payload, "n")

@@ -56,6 +56,11 @@ async def test_mediator_drafts_previews_issues_and_signs(
     assert resp.status == 200, await resp.text()
     html = await resp.text()
     agreement_id = int(re.search(r'name="agreement_id" value="(\d+)"', html).group(1))  # type: ignore[union-attr]
+    resp = await client.post(
+        f"/cases/{case_id}/agreements",
+        data={"csrf_token": csrf, "action": "share", "agreement_id": str(agreement_id)},
+    )
+    assert resp.status == 200 and "data-review-links" in await resp.text()
     # A missing field comes back as a readable error on the page, not a 500.
     resp = await client.post(
         f"/cases/{case_id}/agreements",
@@ -178,3 +183,52 @@ async def test_verification_page_and_ca_and_tsa(
     )
     assert resp.status == 422 and (await resp.json())["error"]["code"] == "tsa_request_invalid"
     assert client.app[ESIGN].authority.ca_pem.startswith(b"-----BEGIN CERTIFICATE")
+
+
+async def test_parties_review_the_draft_and_comment(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    staff = {
+        n: await api_headers(client, n, demo_logins[n]) for n in ("clerk", "mediator", "admin")
+    }
+    case_id = await new_case(client, sessionmaker, staff)
+    resp = await client.post(
+        f"/api/v1/cases/{case_id}/agreements", json={"terms": TERMS}, headers=staff["mediator"]
+    )
+    aid = (await resp.json())["id"]
+    resp = await client.post(f"/api/v1/agreements/{aid}/share", headers=staff["mediator"])
+    assert resp.status == 200, await resp.text()
+    links = (await resp.json())["links"]
+    assert len(links) == 2
+    # Each party got their link by text message.
+    from sqlalchemy import select
+
+    from cases.notifications import OutboxMessage
+
+    async with sessionmaker() as session:
+        bodies = list(
+            await session.scalars(
+                select(OutboxMessage.body).where(OutboxMessage.body.contains("/review/"))
+            )
+        )
+    assert len(bodies) == 2
+    path = links[1]["url"].split("://", 1)[1].split("/", 1)[1]
+    page = await client.get("/" + path)
+    assert page.status == 200
+    html = await page.text()
+    assert "申请人放弃主张逾期付款利息" in html and "3301**********1232" in html
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+    resp = await client.post(
+        "/" + path, data={"csrf_token": csrf, "text": "付款期限请改为11月30日。"}
+    )
+    assert resp.status == 200 and "意见已发送" in await resp.text()
+    detail = await (await client.get(f"/api/v1/agreements/{aid}", headers=staff["mediator"])).json()
+    assert detail["comments"][0]["author"] == "孙某"
+    assert "11月30日" in detail["comments"][0]["text"]
+    # A forged link, and a link to a draft that has since changed, get readable pages.
+    assert (await client.get("/review/forged")).status == 403
+    await client.post(
+        f"/api/v1/agreements/{aid}/versions", json={"terms": TERMS}, headers=staff["mediator"]
+    )
+    old = await client.get("/" + path)
+    assert old.status == 409 and "草稿已更新" in await old.text()

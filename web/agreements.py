@@ -22,10 +22,12 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 from multidict import MultiDictProxy
 from sqlalchemy import select
 
 from cases import access as case_access
+from cases.actor import Actor
 from cases.catalogue import N_
 from cases.errors import DomainError, Forbidden, Invalid, NotFound
 from cases.intake import get_case
@@ -44,14 +46,16 @@ from esign.catalogue import (
     STATUSES,
     VERSION_STATUSES,
 )
-from esign.links import issue_link_token, read_link_token
+from esign.links import issue_link_token, issue_review_token, read_link_token, read_review_token
 from esign.models import AgreementComment, AgreementSigner
+from esign.render import agreement_text
 from esign.runtime import EsignRuntime
 from esign.verify import verify_pdf
 from web import i18n
 from web.context import (
     SETTINGS,
     actor,
+    client_ip,
     require_user,
     settings,
     template_context,
@@ -79,11 +83,52 @@ def sign_url(base_url: str, token: str) -> str:
     return f"{base_url}/sign/{token}"
 
 
+def review_url(base_url: str, token: str) -> str:
+    return f"{base_url}/review/{token}"
+
+
+def review_link_for(request: web.Request) -> Any:
+    base = settings(request).base_url
+    secret = settings(request).secret_key
+
+    def link(party: Any, version: Any) -> str:
+        return review_url(
+            base, issue_review_token(secret, version.agreement_id, party.id, version.number)
+        )
+
+    return link
+
+
+def preview_lines(text: str) -> list[tuple[str, Markup]]:
+    """The template's line markup as (kind, already-escaped text) for an HTML page."""
+    out: list[tuple[str, Markup]] = []
+    clause = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        # The template autoescaped every value: the text is safe HTML as it stands.
+        if line.startswith("## "):
+            out.append(("h3", Markup(line[3:])))  # noqa: S704
+        elif line.startswith("# "):
+            out.append(("h2", Markup(line[2:])))  # noqa: S704
+        elif line.startswith("= "):
+            out.append(("centred", Markup(line[2:])))  # noqa: S704
+        elif line.startswith("- "):
+            clause += 1
+            out.append(("p", Markup(f"{clause}. {line[2:]}")))  # noqa: S704
+        else:
+            out.append(("p", Markup(line)))  # noqa: S704
+    return out
+
+
 def setup(app: web.Application) -> None:
     app[ESIGN] = EsignRuntime(app[SETTINGS])
     app.router.add_get(r"/cases/{case_id:\d+}/agreements", case_agreements)
     app.router.add_post(r"/cases/{case_id:\d+}/agreements", case_agreements_post)
     app.router.add_get("/sign/{token}", sign_page)
+    app.router.add_get("/review/{token}", review_page)
+    app.router.add_post("/review/{token}", review_comment)
     app.router.add_get("/agreements/verify", verify_page)
     app.router.add_post("/agreements/verify", verify_upload)
     app.router.add_get("/agreements/ca.pem", ca_certificate)
@@ -191,6 +236,7 @@ async def _page_values(request: web.Request, case: Case, user: User) -> dict[str
         "order_pairs": [(k, _(v)) for k, v in ORDERS.items()],
         "error": None,
         "notice": None,
+        "review_links": [],
         "today": dt.date.today().isoformat(),  # noqa: DTZ011 - a default for a date field
     }
 
@@ -255,6 +301,7 @@ async def case_agreements_post(request: web.Request) -> web.Response:
     secret = settings(request).secret_key
     who = actor(request)
     notice = None
+    review_links: list[tuple[str, str]] = []
     try:
         async with transaction(request) as session:
             case = await get_case(session, case_id)
@@ -289,6 +336,12 @@ async def case_agreements_post(request: web.Request) -> web.Response:
                     allow_typed_name=typed,
                 )
                 notice = _("The draft was saved as a new version.")
+            elif action == "share" and agreement is not None:
+                shared = await actions.do_share_draft(
+                    session, who, case, agreement, OutboxSender(session), review_link_for(request)
+                )
+                notice = _("The draft was sent to the parties for review.")
+                review_links = [(p.name, url) for p, url in shared]
             elif action == "issue" and agreement is not None:
                 postal_ids = frozenset(
                     int(v)
@@ -371,6 +424,7 @@ async def case_agreements_post(request: web.Request) -> web.Response:
         case = await get_case(session, case_id)
     values = await _page_values(request, case, user)
     values["notice"] = notice
+    values["review_links"] = review_links
     return _render(request, "agreement_case.html", values)
 
 
@@ -442,6 +496,97 @@ async def sign_page(request: web.Request) -> web.Response:
         return response
     response = _render(request, "agreement_sign.html", values)
     # The token is the signer's credential and sits in the path.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ---- draft review ---------------------------------------------------------------------------------
+
+
+async def _review_values(request: web.Request, session: Any) -> dict[str, Any]:
+    agreement_id, party_id, number = read_review_token(
+        settings(request).secret_key,
+        request.match_info["token"],
+        settings(request).esign_link_max_age_s,
+    )
+    agreement, case, version, party = await actions.open_review(
+        session, agreement_id, party_id, number
+    )
+    text = agreement_text(
+        case,
+        version.terms,
+        case.mediator.display_name if case.mediator else "",
+        case.organisation.name,
+    )
+    return {
+        "link_error": None,
+        "case": case,
+        "agreement": agreement,
+        "version": version,
+        "party": party,
+        "lines": preview_lines(text),
+        "token": request.match_info["token"],
+        "notice": None,
+        "error": None,
+    }
+
+
+async def review_page(request: web.Request) -> web.Response:
+    try:
+        async with transaction(request) as session:
+            values = await _review_values(request, session)
+    except DomainError as exc:
+        return _review_error(request, exc)
+    response = _render(request, "agreement_review.html", values)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def review_comment(request: web.Request) -> web.Response:
+    form = await request.post()
+    text = form.get("text", "")
+    try:
+        async with transaction(request) as session:
+            values = await _review_values(request, session)
+            party = values["party"]
+            who = Actor(
+                "party",
+                party.id,
+                party.name,
+                client_ip(request),
+                request.headers.get("User-Agent", "")[:300],
+            )
+            try:
+                await actions.do_review_comment(
+                    session,
+                    who,
+                    values["case"],
+                    values["agreement"],
+                    values["version"],
+                    party,
+                    text if isinstance(text, str) else "",
+                )
+                values["notice"] = _("Your comment was sent to the mediator.")
+            except Invalid as exc:
+                values["error"] = i18n.translate(
+                    exc.message, exc.params, settings(request).timezone
+                )
+    except DomainError as exc:
+        return _review_error(request, exc)
+    response = _render(
+        request, "agreement_review.html", values, status=422 if values["error"] else 200
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _review_error(request: web.Request, exc: DomainError) -> web.Response:
+    response = _render(
+        request,
+        "agreement_review.html",
+        {"link_error": i18n.translate(exc.message, exc.params, settings(request).timezone)},
+        status=409 if exc.code == "review_draft_replaced" else 403,
+    )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

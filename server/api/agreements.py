@@ -43,7 +43,7 @@ from esign.render import agreement_text
 from esign.verify import DocumentReport, verify_pdf
 from server.api.registry import ApiRegistry, json_response
 from server.api.schemas import Strict
-from web.agreements import ESIGN, sign_url, timestamp
+from web.agreements import ESIGN, review_link_for, sign_url, timestamp
 from web.context import actor, client_ip, current_user, settings, transaction
 from web.i18n import gettext
 
@@ -158,6 +158,7 @@ def register(api: ApiRegistry) -> None:
         body=AgreementUpdate,
         status=201,
     )(update_agreement)
+    r("POST", "/agreements/{agreement_id}/share", summary="Send the current draft to the parties for review (each gets a link to read and comment)", tag=tag)(share_draft)  # fmt: skip
     r(
         "POST",
         "/agreements/{agreement_id}/issue",
@@ -547,6 +548,18 @@ async def issue_agreement(
         )
         data = await agreement_json(session, agreement, case, who)
     return json_response(data)
+
+
+async def share_draft(request: web.Request, agreement_id: int) -> web.Response:
+    async with transaction(request) as session:
+        agreement, case, who = await _load(request, session, agreement_id)
+        _staff(who)
+        shared = await actions.do_share_draft(
+            session, who.actor, case, agreement, OutboxSender(session), review_link_for(request)
+        )
+    return json_response(
+        {"links": [{"party_id": p.id, "name": p.name, "url": url} for p, url in shared]}
+    )
 
 
 async def signer_links(request: web.Request, agreement_id: int) -> web.Response:
