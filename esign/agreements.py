@@ -1040,6 +1040,10 @@ async def do_sign(
                 N_("The drawn signature could not be read. Draw it again."),
                 code="signature_invalid",
             ) from None
+    if image is not None:
+        from esign.stamps import with_date
+
+        image = with_date(image, utcnow(), docs.font_path)
     # Lock the version (PostgreSQL: row lock; SQLite: the write lock of BEGIN IMMEDIATE).
     await session.execute(
         update(AgreementVersion)

@@ -1,12 +1,15 @@
-"""The organisation's seal as a small vector drawing (reportlab): a red ring, a five-pointed
+"""Stamps: the typed-name signature and the signing date under a signature (PIL), and the
+organisation's seal as a small vector drawing (reportlab): a red ring, a five-pointed
 star, the organisation's name along the upper arc and "人民调解专用章" underneath — the layout
 of a Chinese official seal. It is the visible stamp of the seal signature."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib import colors
@@ -16,6 +19,8 @@ from documents.pdf import register_font
 
 SEAL_SIZE = 120.0  # points
 RED = colors.HexColor("#d0021b")
+# Dates on the stamps are the dates people in the mediation read: Beijing time.
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def _star(canvas: Canvas, cx: float, cy: float, r: float) -> None:
@@ -39,6 +44,25 @@ def typed_signature(name: str, font_path: Path) -> Image.Image:
     image = Image.new("RGB", (int(right - left) + 40, int(bottom - top) + 40), "white")
     ImageDraw.Draw(image).text((20 - left, 20 - top), name, font=font, fill=(20, 20, 120))
     return image
+
+
+def with_date(signature: Image.Image, when: dt.datetime, font_path: Path) -> Image.Image:
+    """The signature with the signing date (Beijing) written under it, as on paper."""
+    text = when.astimezone(BEIJING).strftime("%Y年%m月%d日")
+    size = max(18, signature.height // 5)
+    font = ImageFont.truetype(str(font_path), size, index=0)
+    left, top, right, bottom = font.getbbox(text)
+    width = max(signature.width, int(right - left) + 10)
+    out = Image.new("RGB", (width, signature.height + int(bottom - top) + 12), "white")
+    out.paste(signature, ((width - signature.width) // 2, 0))
+    draw = ImageDraw.Draw(out)
+    draw.text(
+        ((width - (right - left)) // 2 - left, signature.height + 4 - top),
+        text,
+        font=font,
+        fill=(60, 60, 60),
+    )
+    return out
 
 
 def seal_pdf(organisation: str, font_path: Path, caption: str = "人民调解专用章") -> bytes:
