@@ -30,9 +30,11 @@ from cases.errors import Conflict
 from cases.models import AuditEntry, Case, Organisation, utcnow
 from cases.notifications import SMS, Notification, Sender, do_notify
 from documents.pdf import PageMarks, render, styles
+from esign import signing
 from esign.agreements import current_version, signers_of
 from esign.catalogue import EFFECTIVE, JUDICIAL_DEADLINE_DAYS, PARTY
 from esign.models import Agreement
+from esign.pki import Authority
 from esign.render import ROLE_ZH
 from evidence.models import EvidenceItem
 
@@ -119,12 +121,57 @@ def _csv(rows: list[list[str]]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode()  # BOM: spreadsheet programs read it as UTF-8
 
 
+async def audit_certificate_pdf(
+    case: Case,
+    entries: list[AuditEntry],
+    chain_ok: bool,
+    chain_text: str,
+    authority: Authority,
+    font: Path,
+) -> bytes:
+    """The case's audit trail as a PDF certified by the platform: each row with its hash, and
+    the result of re-checking the whole chain at export time."""
+    st = styles(font)
+    flow: list[Flowable] = [
+        Paragraph("审计记录证明", st.title),
+        Paragraph(_esc(f"案号：{case.number}"), st.body),
+        Paragraph(
+            _esc(
+                f"导出时对全平台审计哈希链重新校验：{'通过' if chain_ok else '未通过'}（{chain_text}）。"
+                "每行的哈希为该行内容与前一行哈希的 SHA-256，任何事后修改、删除或插入都会使校验失败。"
+            ),
+            st.body,
+        ),
+        Spacer(1, 3 * mm),
+    ]
+    for e in entries:
+        line = (
+            f"#{e.seq}　{e.at.astimezone(BEIJING).strftime('%Y-%m-%d %H:%M:%S')}　"
+            f"{e.actor_label or e.actor_type}　{e.action}　IP {e.ip or '—'}　SHA-256 {e.hash}"
+        )
+        flow.append(Paragraph(_esc(line), st.small))
+    rendered = render(
+        flow,
+        PageMarks(document_id=f"YT-AUDIT-{case.id}", header=case.number, title="审计记录证明"),
+        font,
+    )
+    return await signing.issue(
+        rendered.data,
+        [],
+        authority.issue_signer("云调平台", case.number, "", "审计记录证明"),
+        authority.timestamper,
+        name="云调平台",
+        reason="审计记录证明",
+    )
+
+
 async def do_export_package(
     session: AsyncSession,
     actor: Actor,
     case: Case,
     agreement: Agreement,
     font: Path,
+    authority: Authority,
     *,
     hearing_record: HearingRecordSource | None = None,
 ) -> bytes:
@@ -184,8 +231,15 @@ async def do_export_package(
             )
         z.writestr("05-证据清单.csv", _csv(evidence))
         chain = await verify_chain(session)
-        entries = await session.scalars(
-            select(AuditEntry).where(AuditEntry.case_id == case.id).order_by(AuditEntry.seq)
+        entries = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.case_id == case.id).order_by(AuditEntry.seq)
+            )
+        )
+        chain_text = f"共 {chain.rows} 行" if chain.ok else chain.problem
+        z.writestr(
+            "06-审计记录证明.pdf",
+            await audit_certificate_pdf(case, entries, chain.ok, chain_text, authority, font),
         )
         audit = [["序号", "时间（UTC）", "操作人", "操作", "IP", "本行哈希", "前一行哈希"]]
         for e in entries:

@@ -560,6 +560,15 @@ async def test_judicial_package_and_reminder(
     assert names[0] == "01-司法确认申请书.pdf"
     assert any(n.startswith("02-调解协议书") for n in names) and "05-证据清单.csv" in names
     assert "06-审计记录证明.csv" in names and "07-调解笔录-说明.txt" in names
+    package = zipfile.ZipFile(io.BytesIO(await resp.read()))
+    certificate = await verify_pdf(
+        package.read("06-审计记录证明.pdf"), client.app[ESIGN].authority.ca_cert_asn1
+    )
+    assert certificate.ok
+    agreement_pdf = next(n for n in names if n.startswith("02-"))
+    assert (
+        await verify_pdf(package.read(agreement_pdf), client.app[ESIGN].authority.ca_cert_asn1)
+    ).ok
     # The reminder goes out once, when the deadline is near.
     from cases.actor import Actor
     from cases.notifications import OutboxSender

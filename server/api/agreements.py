@@ -732,7 +732,7 @@ async def judicial_package(request: web.Request, agreement_id: int) -> web.Respo
         agreement, case, who = await _load(request, session, agreement_id)
         actions.check_draft(_staff(who), case)
         data = await judicial.do_export_package(
-            session, who.actor, case, agreement, runtime.docs.font_path
+            session, who.actor, case, agreement, runtime.docs.font_path, runtime.authority
         )
     return web.Response(
         body=data,
