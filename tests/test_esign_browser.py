@@ -84,3 +84,34 @@ async def test_party_signs_with_a_finger_on_a_phone(
     ).read()
     report = await verify_pdf(pdf, client.app[ESIGN].authority.ca_cert_asn1)
     assert report.ok and report.signatures[1].signer == "宜昌某电池材料有限公司"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_mediator_sees_the_live_preview(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.test_esign_api import new_case
+
+    staff = {n: await api_headers(client, n, demo_logins[n]) for n in ("clerk", "mediator")}
+    case_id = await new_case(client, sessionmaker, staff)
+    base = str(client.make_url("/")).rstrip("/")
+    async with chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(base + "/login")
+        await page.fill("input[name=username]", "mediator")
+        await page.fill("input[name=password]", demo_logins["mediator"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/cases*")
+        await page.goto(f"{base}/cases/{case_id}/agreements")
+        preview = page.locator("[data-preview]")
+        await preview.locator("h3", has_text="人民调解协议书").wait_for()
+        await page.fill("#items", "被申请人于2026年12月31日前支付货款<全部>。")
+        await preview.locator("p", has_text="支付货款<全部>").wait_for()
+        assert "3301**********1232" in await preview.inner_text()
+        await page.screenshot(path=str(ARTIFACTS / "agreement-editor.png"))
+        assert not errors, errors
+        await context.close()
