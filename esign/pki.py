@@ -43,12 +43,29 @@ SIGNER_VALIDITY = dt.timedelta(days=10 * 365)
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
+# X.520 "name" (2.5.4.41): the signer's full name when it does not fit the common name.
+FULL_NAME_OID = x509.ObjectIdentifier("2.5.4.41")
+CN_MAX_BYTES = 64  # the limit cryptography enforces, counted in UTF-8 bytes
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    while len(text.encode()) > max_bytes:
+        text = text[:-1]
+    return text
+
+
 def _name(common_name: str, organisation: str = "", unit: str = "") -> x509.Name:
-    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]
+    """Subject of a certificate. Long names (a company's full name) are cut in the common name,
+    which must fit 64 bytes (21 Chinese characters), and kept whole in the "name" attribute."""
+    common_name = common_name.strip() or "?"
+    cut = _fit(common_name, CN_MAX_BYTES)
+    parts = [x509.NameAttribute(NameOID.COMMON_NAME, cut)]
+    if cut != common_name:
+        parts.append(x509.NameAttribute(FULL_NAME_OID, common_name[:200]))
     if organisation:
-        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation[:64]))
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation[:200]))
     if unit:
-        parts.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit[:64]))
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit[:200]))
     parts.append(x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"))
     return x509.Name(parts)
 

@@ -139,7 +139,7 @@ async def _verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentRe
         reports.append(
             SignatureReport(
                 field=str(sig.field_name),
-                signer=_name_part(subject, "common_name"),
+                signer=_name_part(subject, "name") or _name_part(subject, "common_name"),
                 unit=_name_part(subject, "organizational_unit_name"),
                 signed_at=ts.timestamp if ts is not None else status.signer_reported_dt,
                 timestamped=ts is not None and ts.valid and ts.intact and ts.trusted,

@@ -253,3 +253,12 @@ def test_timestamp_endpoint_answers_rfc3161(authority: pki.Authority) -> None:
     info = response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
     assert info["policy"].dotted == pki.TSA_POLICY_OID
     assert info["message_imprint"]["hashed_message"].native == b"\x11" * 32
+
+
+def test_long_names_fit_the_certificate(authority: pki.Authority) -> None:
+    """A company's full name is longer than a common name may be (64 UTF-8 bytes)."""
+    name = "宜昌市伍家岗区某某新能源电池材料科技股份有限公司第一分公司"
+    signer = authority.issue_signer(name, CASE_NO, role="当事人")
+    subject = signer.signing_cert.subject.native
+    assert len(subject["common_name"].encode()) <= 64 and name.startswith(subject["common_name"])
+    assert subject["name"] == name
