@@ -78,6 +78,21 @@ class AuditAction(StrEnum):
     RECORDING_VERIFIED = "recording.verified"
     EVIDENCE_EXAMINED = "evidence.examined"
     EVIDENCE_PRESENTED = "evidence.presented"
+    AGREEMENT_CREATED = "agreement.created"
+    AGREEMENT_VERSION_SAVED = "agreement.version_saved"
+    AGREEMENT_ISSUED = "agreement.issued"
+    AGREEMENT_COMMENTED = "agreement.commented"
+    AGREEMENT_VIEWED = "agreement.viewed"
+    SIGNING_CODE_SENT = "agreement.code_sent"
+    SIGNING_CODE_FAILED = "agreement.code_failed"
+    SIGNING_CODE_VERIFIED = "agreement.code_verified"
+    AGREEMENT_SIGNED = "agreement.signed"
+    AGREEMENT_EFFECTIVE = "agreement.effective"
+    POSTAL_DISPATCHED = "agreement.postal_dispatched"
+    POSTAL_RETURNED = "agreement.postal_returned"
+    JUDICIAL_PACKAGE_EXPORTED = "agreement.judicial_package"
+    JUDICIAL_REMINDER_SENT = "agreement.judicial_reminder"
+    AGREEMENT_DRAFT_SHARED = "agreement.draft_shared"
 
 
 def canonical_json(value: Any) -> str:

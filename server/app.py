@@ -20,6 +20,7 @@ from signaling.connections import Connections, LocalConnections, RedisConnection
 from signaling.ice import ice_servers
 from signaling.presentation import Presentation
 from signaling.server import HearingSignaling
+from web import agreements as agreement_pages
 from web import evidence as evidence_pages
 from web import hearing as hearing_pages
 from web import i18n, pages
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     hearing_pages.setup(app)
     recording_pages.setup(app)
     evidence_pages.setup(app)
+    agreement_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app

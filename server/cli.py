@@ -1,5 +1,5 @@
 """The ``yuntiao`` command line: serve, db upgrade, demo, audit verify, evidence verify,
-user create.
+esign verify, esign remind, user create.
 
 Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every sub-command has
 ``--help``.
@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -223,6 +224,40 @@ def cmd_recordings_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_esign_verify(args: argparse.Namespace) -> int:
+    from esign.pki import load_authority
+    from esign.verify import load_ca, report_lines, verify_pdf
+
+    ca = load_ca(args.ca) if args.ca else load_authority(load_settings()).ca_cert_asn1
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"Cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    report = asyncio.run(verify_pdf(data, ca))
+    print("\n".join(report_lines(report)))
+    return 0 if report.ok else 1
+
+
+async def _esign_remind(maker: Maker, days: int) -> list[int]:
+    import datetime as dt
+
+    from cases.notifications import OutboxSender
+    from esign.judicial import do_send_reminders
+
+    async with transaction(maker) as session:
+        return await do_send_reminders(
+            session, Actor.system("cli"), OutboxSender(session), dt.datetime.now(dt.UTC), days
+        )
+
+
+def cmd_esign_remind(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    done = _run_db(settings, _esign_remind, settings.judicial_reminder_days)
+    print(f"Judicial confirmation reminders sent for {len(done)} agreement(s).")
+    return 0
+
+
 async def _create_user(
     maker: Maker, settings: Settings, args: argparse.Namespace, password: str
 ) -> str:
@@ -355,6 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
         "those under legal hold (the server also does this every hour).",
     )
     rpurge.set_defaults(func=cmd_recordings_purge)
+    esign = sub.add_parser("esign", help="signed agreements", description="Agreement commands.")
+    esignsub = esign.add_subparsers(dest="esign_command", required=True)
+    sverify = esignsub.add_parser(
+        "verify",
+        help="check a signed agreement PDF offline",
+        description="Validate every signature of FILE against the platform CA (from the data "
+        "dir, or --ca): genuine, unmodified, who signed when. Exit 1 when it is not.",
+    )
+    sverify.add_argument("file")
+    sverify.add_argument("--ca", help="CA certificate (PEM or DER) instead of the platform's")
+    sverify.set_defaults(func=cmd_esign_verify)
+    remind = esignsub.add_parser(
+        "remind",
+        help="send judicial confirmation reminders (run daily)",
+        description="Text the parties of agreements whose 30-day judicial confirmation "
+        "deadline is within YUNTIAO_JUDICIAL_REMINDER_DAYS, once per agreement.",
+    )
+    remind.set_defaults(func=cmd_esign_remind)
 
     user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
     usersub = user.add_subparsers(dest="user_command", required=True)
