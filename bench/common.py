@@ -362,7 +362,7 @@ class HearingLinks:
 
 
 async def _build(
-    env: ServerEnv, hearings: int, parties: int, acknowledge: bool, admitted: int
+    env: ServerEnv, hearings: int, parties: int, acknowledge: bool, admitted: int, record: bool
 ) -> list[HearingLinks]:
     from cases.accounts import create_user
     from cases.actor import Actor
@@ -434,6 +434,7 @@ async def _build(
                         title=f"压测听证 {h + 1}",
                         scheduled_at=now,
                         duration_minutes=rooms_hearings.MAX_DURATION_MINUTES,
+                        record=record,
                     ),
                 )
                 links = []
@@ -442,6 +443,10 @@ async def _build(
                     if not p.is_staff and (acknowledge or admit):
                         await rooms_hearings.do_acknowledge_rights(
                             session, Actor("party", p.party_id), p
+                        )
+                    if record and not p.is_staff:
+                        await rooms_hearings.do_record_consent(
+                            session, Actor("party", p.party_id), p, True
                         )
                     if admit and not p.is_staff:
                         p = await rooms_hearings.do_join(session, Actor("party", p.party_id), p)
@@ -469,14 +474,15 @@ def prepare(
     *,
     acknowledge: bool = True,
     admitted: int = 0,
+    record: bool = False,
 ) -> list[HearingLinks]:
     """Migrate a fresh database in ``env`` (``yuntiao db upgrade``) and create ``hearings``
     hearings (one case each, the mediator and ``parties`` parties) with everyone's link.
     ``acknowledge``: parties have confirmed their rights; in the first ``admitted`` hearings the
     parties have also been admitted already (as after an earlier admission: their link lets
-    them straight in)."""
+    them straight in). ``record``: the hearings are scheduled as recorded and every party agreed."""
     db_upgrade(env)
-    return asyncio.run(_build(env, hearings, parties, acknowledge, admitted))
+    return asyncio.run(_build(env, hearings, parties, acknowledge, admitted, record))
 
 
 def code_version() -> str:

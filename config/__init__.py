@@ -109,6 +109,21 @@ class Settings:
         "Empty: generated on first start into DATA_DIR/evidence.key.",
         secret=True,
     )
+    recording_retention_days: int = _setting(
+        3650,
+        "Days a hearing recording is kept; older files are deleted by the retention job "
+        "unless under legal hold.",
+    )
+    recorder_host_addresses: str = _setting(
+        "",
+        "Comma-separated addresses the recorder offers as ICE host candidates. Empty: the "
+        "machine's own addresses (set 127.0.0.1 when everything runs on one machine).",
+    )
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
     evidence_upload_expiry_s: int = _setting(
         72 * 3600,
         "An evidence upload left unfinished this long (seconds since its last byte) is deleted.",
@@ -121,6 +136,41 @@ class Settings:
         600,
         "How often the server's evidence housekeeping runs (expire uploads, sign tree heads), "
         "in seconds; 0 turns it off.",
+    )
+
+    document_font_path: Path = _setting(
+        Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+        "TrueType CJK font embedded (subset) in generated PDFs; a .ttc uses its first face.",
+    )
+    esign_ca_cert_file: str = _setting(
+        "",
+        "PEM certificate of the CA that certifies signers' keys. Empty: a platform CA is "
+        "generated on first start into DATA_DIR/esign/.",
+    )
+    esign_ca_key_file: str = _setting(
+        "", "PEM private key of that CA (with YUNTIAO_ESIGN_CA_CERT_FILE).", secret=True
+    )
+    esign_tsa_cert_file: str = _setting(
+        "",
+        "PEM certificate of the RFC 3161 timestamp authority. Empty: generated on first start "
+        "into DATA_DIR/esign/, certified by the platform CA.",
+    )
+    esign_tsa_key_file: str = _setting(
+        "", "PEM private key of that timestamp authority.", secret=True
+    )
+    esign_code_ttl_s: int = _setting(
+        600, "Lifetime of a one-time signing code sent to a signer, in seconds."
+    )
+    esign_code_max_attempts: int = _setting(
+        5, "Wrong one-time codes accepted before the code is void and a new one must be sent."
+    )
+    esign_link_max_age_s: int = _setting(
+        14 * 24 * 3600, "Lifetime of a signer's personal signing link, in seconds."
+    )
+    judicial_reminder_days: int = _setting(
+        7,
+        "Days before the 30-day judicial confirmation deadline (People's Mediation Law Art. 33) "
+        "that parties and the mediator are reminded.",
     )
 
     @property

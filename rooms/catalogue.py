@@ -20,12 +20,16 @@ CLERK = "clerk"
 PARTY = "party"
 AGENT = "agent"
 OBSERVER = "observer"
+# The platform's own receive-only peer that records a hearing: never listed, never in a lobby,
+# receives the media of every participant who agreed to the recording, sends nothing.
+RECORDER = "recorder"
 PARTICIPANT_KINDS: dict[str, str] = {
     MEDIATOR: N_("Mediator"),
     CLERK: N_("Clerk"),
     PARTY: N_("Party"),
     AGENT: N_("Agent"),
     OBSERVER: N_("Observer"),
+    RECORDER: N_("Recorder"),
 }
 # Staff run the hearing: they skip the lobby, see the lobby and presence in every sub-room.
 STAFF_KINDS = frozenset({MEDIATOR, CLERK})
@@ -80,4 +84,6 @@ HEARING_AUDIT_LABELS: dict[str, str] = {
     AuditAction.CAUCUS_STARTED: N_("Private caucus started"),
     AuditAction.CAUCUS_MOVED: N_("Moved to a caucus room"),
     AuditAction.CAUCUS_ENDED: N_("Private caucus ended"),
+    AuditAction.RECORDING_STARTED: N_("Recording started"),
+    AuditAction.RECORDING_STOPPED: N_("Recording stopped"),
 }

@@ -49,6 +49,7 @@ from rooms.catalogue import (
     OBSERVER_ROLES,
     OPEN,
     PARTY,
+    RECORDER,
     REMOVED,
     RESPONDENT,
     SCHEDULED,
@@ -191,7 +192,9 @@ async def _open(
 
 def _check_capacity(hearing: Hearing, participant: HearingParticipant, limit: int) -> None:
     admitted = sum(
-        1 for p in hearing.participants if p.state == ADMITTED and p.id != participant.id
+        1
+        for p in hearing.participants
+        if p.state == ADMITTED and p.id != participant.id and p.kind != RECORDER
     )
     if admitted >= limit:
         raise Conflict(
@@ -417,13 +420,20 @@ async def do_join(
             N_("Please read and confirm the notice of your rights and obligations first."),
             code="rights_not_acknowledged",
         )
-    if hearing.record and not participant.is_staff and participant.recording_consent is None:
+    if (
+        hearing.record
+        and not participant.is_staff
+        and participant.kind != RECORDER
+        and participant.recording_consent is None
+    ):
         raise Conflict(
             N_("This hearing is recorded: please say whether you agree to the recording first."),
             code="recording_consent_required",
         )
     previous = participant.state
-    if participant.is_staff or previous == ADMITTED:
+    if participant.kind == RECORDER and hearing.recording_since is None:
+        raise Conflict(N_("This hearing is not being recorded."), code="not_recording")
+    if participant.is_staff or participant.kind == RECORDER or previous == ADMITTED:
         target = ADMITTED
     else:
         target = WAITING
@@ -890,11 +900,138 @@ async def do_end_hearing(
                 present.append(participant.id)
             participant.state = LEFT
         _place(participant, MAIN_ROOM, now)
+    if hearing.recording_since is not None:
+        await _stop_recording(session, actor, case, hearing, now, reason="hearing_ended")
     hearing.status = ENDED
     hearing.ended_at = now
     await session.flush()
     await _audit(session, actor, AuditAction.HEARING_ENDED, case, hearing, present_at_end=present)
     return hearing
+
+
+# ---- recording ----------------------------------------------------------------------------------
+
+
+def is_recorded(participant: HearingParticipant) -> bool:
+    """Whether the recorder may take this participant's audio and video: staff record as part
+    of their work; everyone else only after agreeing on the pre-join page."""
+    return participant.is_staff or participant.recording_consent is True
+
+
+def recording_blockers(hearing: Hearing) -> list[HearingParticipant]:
+    """The people in the hearing right now who have not agreed to the recording: while there
+    is one, the recording cannot start (the mediator is shown their names)."""
+    return [
+        p
+        for p in hearing.participants
+        if p.state == ADMITTED and p.kind != RECORDER and not is_recorded(p)
+    ]
+
+
+def recorder_of(hearing: Hearing) -> HearingParticipant | None:
+    return next((p for p in hearing.participants if p.kind == RECORDER), None)
+
+
+async def do_start_recording(
+    session: AsyncSession,
+    actor: Actor,
+    hearing: Hearing,
+    *,
+    by: HearingParticipant | None = None,
+    now: dt.datetime | None = None,
+) -> HearingParticipant:
+    """Start recording: only for a hearing scheduled as recorded, and only when everyone present
+    has agreed (``recording_consent_missing`` names who has not). Returns the recorder's
+    participant row (created once per hearing), whose link the recorder process joins with.
+    Staff only. Audited (``hearing.recording_started``)."""
+    now = _now(now)
+    hearing, case = await _lock(session, hearing.id)
+    check_control(actor, case, hearing, by)
+    _check_not_ended(hearing)
+    if not hearing.record:
+        raise Conflict(
+            N_(
+                "This hearing was not scheduled as recorded, so the participants were not "
+                "asked for their consent. Schedule a recorded hearing to record."
+            ),
+            code="recording_not_planned",
+        )
+    if hearing.recording_since is not None:
+        raise Conflict(N_("The hearing is already being recorded."), code="already_recording")
+    blockers = recording_blockers(hearing)
+    if blockers:
+        raise Conflict(
+            N_(
+                "The recording cannot start: %(names)s did not agree to it. Ask them, or "
+                "continue without recording."
+            ),
+            code="recording_consent_missing",
+            names="、".join(p.display_name for p in blockers),
+        )
+    recorder = recorder_of(hearing)
+    if recorder is None:
+        recorder = HearingParticipant(
+            kind=RECORDER, display_name="录像", side=NEUTRAL, state=INVITED, subroom=MAIN_ROOM
+        )
+        hearing.participants.append(recorder)
+    else:
+        recorder.state = INVITED
+    hearing.recording_since = now
+    await session.flush()
+    await _audit(
+        session,
+        actor,
+        AuditAction.RECORDING_STARTED,
+        case,
+        hearing,
+        recorded=[p.id for p in hearing.participants if p.state == ADMITTED and is_recorded(p)],
+    )
+    return recorder
+
+
+async def do_stop_recording(
+    session: AsyncSession,
+    actor: Actor,
+    hearing: Hearing,
+    *,
+    by: HearingParticipant | None = None,
+    now: dt.datetime | None = None,
+) -> Hearing:
+    """Stop recording (staff only; ending the hearing stops it too). Audited
+    (``hearing.recording_stopped``)."""
+    now = _now(now)
+    hearing, case = await _lock(session, hearing.id)
+    check_control(actor, case, hearing, by)
+    if hearing.recording_since is None:
+        raise Conflict(N_("The hearing is not being recorded."), code="not_recording")
+    await _stop_recording(session, actor, case, hearing, now, reason="stopped")
+    return hearing
+
+
+async def _stop_recording(
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    hearing: Hearing,
+    now: dt.datetime,
+    *,
+    reason: str,
+) -> None:
+    started = hearing.recording_since
+    hearing.recording_since = None
+    recorder = recorder_of(hearing)
+    if recorder is not None:
+        recorder.state = LEFT
+    await session.flush()
+    await _audit(
+        session,
+        actor,
+        AuditAction.RECORDING_STOPPED,
+        case,
+        hearing,
+        reason=reason,
+        seconds=round((now - started).total_seconds()) if started else None,
+    )
 
 
 # ---- chat ---------------------------------------------------------------------------------------
@@ -989,7 +1126,12 @@ def snapshot_of(participants: Iterable[HearingParticipant], connected: Collectio
     (the transport's knowledge)."""
     return Snapshot.of(
         Occupant(
-            id=p.id, kind=p.kind, state=p.state, subroom=p.subroom, connected=p.id in connected
+            id=p.id,
+            kind=p.kind,
+            state=p.state,
+            subroom=p.subroom,
+            connected=p.id in connected,
+            recorded=is_recorded(p),
         )
         for p in participants
     )

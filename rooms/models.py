@@ -35,6 +35,8 @@ class Hearing(Base):
     duration_minutes: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=SCHEDULED, index=True)
     record: Mapped[bool] = mapped_column(Boolean, default=False)  # video recording planned
+    # Set while the recorder runs (``do_start_recording`` / ``do_stop_recording``).
+    recording_since: Mapped[dt.datetime | None] = mapped_column()
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     opened_at: Mapped[dt.datetime | None] = mapped_column()

@@ -14,7 +14,11 @@ The rules:
   participants of that participant's sub-room, plus admitted staff wherever they are: staff see
   who is where, but staff in another sub-room get *presence only*, never media or chat. Presence
   about someone who has not been admitted (invited, waiting, denied) goes to staff only;
-- **lobby** events (someone is waiting) go to admitted staff only.
+- **lobby** events (someone is waiting) go to admitted staff only;
+- the **recorder** (the platform's receive-only peer, present while a hearing is recorded)
+  exchanges media with every admitted, connected participant who agreed to the recording, in
+  every sub-room — it only receives, so nothing crosses sub-rooms through it — and is part of
+  no roster, presence, chat or lobby.
 
 Consequently a non-staff participant never receives media, chat, signaling or presence from or
 about a participant in another sub-room, and someone not admitted receives nothing at all
@@ -29,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from rooms.catalogue import ADMITTED, LEFT, REMOVED, STAFF_KINDS
+from rooms.catalogue import ADMITTED, LEFT, RECORDER, REMOVED, STAFF_KINDS
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,17 @@ class Occupant:
     state: str
     subroom: str
     connected: bool
+    # Agreed to the recording (staff record as part of their work); a refusal keeps them out
+    # of the recorder's reach.
+    recorded: bool = False
 
     @property
     def is_staff(self) -> bool:
         return self.kind in STAFF_KINDS
+
+    @property
+    def is_recorder(self) -> bool:
+        return self.kind == RECORDER
 
     @property
     def admitted(self) -> bool:
@@ -85,13 +96,11 @@ def can_exchange_media(snapshot: Snapshot, a: int, b: int) -> bool:
     first, second = snapshot.get(a), snapshot.get(b)
     if first is None or second is None:
         return False
-    return (
-        first.admitted
-        and second.admitted
-        and first.connected
-        and second.connected
-        and first.subroom == second.subroom
-    )
+    both_live = first.admitted and second.admitted and first.connected and second.connected
+    if first.is_recorder or second.is_recorder:
+        other = second if first.is_recorder else first
+        return both_live and not other.is_recorder and other.recorded
+    return both_live and first.subroom == second.subroom
 
 
 def may_signal(snapshot: Snapshot, from_id: int, to_id: int) -> bool:
@@ -109,9 +118,11 @@ def chat_recipients(snapshot: Snapshot, sender_id: int) -> Recipients:
     """Admitted participants in the sender's sub-room, sender included; empty unless the sender
     is admitted."""
     sender = snapshot.get(sender_id)
-    if sender is None or not sender.admitted:
+    if sender is None or not sender.admitted or sender.is_recorder:
         return frozenset()
-    return frozenset(o.id for o in snapshot if o.admitted and o.subroom == sender.subroom)
+    return frozenset(
+        o.id for o in snapshot if o.admitted and not o.is_recorder and o.subroom == sender.subroom
+    )
 
 
 def _visible_to_subroom(about: Occupant) -> bool:
@@ -123,11 +134,11 @@ def _visible_to_subroom(about: Occupant) -> bool:
 def presence_recipients(snapshot: Snapshot, about_id: int) -> Recipients:
     """Who is told about a change of ``about_id`` (never ``about_id`` itself)."""
     about = snapshot.get(about_id)
-    if about is None:
+    if about is None or about.is_recorder:
         return frozenset()
     recipients = set()
     for other in snapshot:
-        if other.id == about_id or not other.admitted:
+        if other.id == about_id or not other.admitted or other.is_recorder:
             continue
         if other.is_staff or (_visible_to_subroom(about) and other.subroom == about.subroom):
             recipients.add(other.id)

@@ -15,18 +15,23 @@ from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
 from server.middlewares import MIDDLEWARES
+from server.recording import RECORDERS, archive_jobs
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
 from signaling.presentation import Presentation
 from signaling.server import HearingSignaling
+from web import agreements as agreement_pages
 from web import evidence as evidence_pages
 from web import hearing as hearing_pages
 from web import i18n, pages
+from web import recordings as recording_pages
 from web.context import CIPHER, SESSIONMAKER, SETTINGS
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
 SIGNALING = web.AppKey("signaling", HearingSignaling)
+PING_INTERVAL_S = 5
+PING_TIMEOUT_S = 5
 PRESENTATION = web.AppKey("presentation", Presentation)
 
 log = logging.getLogger("yuntiao")
@@ -41,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CIPHER] = FieldCipher(settings.field_encryption_key)
     i18n.load()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(archive_jobs)
     app.on_startup.append(_signaling)
     app.on_cleanup.append(_close_signaling)
     # Several processes share hearings through Redis: emits reach sockets in every process.
@@ -53,6 +59,10 @@ def create_app(settings: Settings) -> web.Application:
         async_mode="aiohttp",
         transports=["websocket"],
         client_manager=manager,
+        # A phone that lost its network sends nothing more: the others should see
+        # "reconnecting" within seconds, not after socket.io's default 25 + 20 s.
+        ping_interval=PING_INTERVAL_S,
+        ping_timeout=PING_TIMEOUT_S,
         logger=False,
         engineio_logger=False,
     )
@@ -60,7 +70,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETIO] = sio
     pages.setup(app)
     hearing_pages.setup(app)
+    recording_pages.setup(app)
     evidence_pages.setup(app)
+    agreement_pages.setup(app)
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app
@@ -104,6 +116,7 @@ async def _signaling(app: web.Application) -> None:
         ice,
         translate,
         connections=connections,
+        start_recorder=app[RECORDERS].start,
     )
     signaling = app[SIGNALING]
     app[PRESENTATION] = Presentation(

@@ -1,5 +1,5 @@
 """The ``yuntiao`` command line: serve, db upgrade, demo, audit verify, evidence verify,
-user create.
+esign verify, esign remind, user create.
 
 Settings come from ``YUNTIAO_*`` environment variables (see ``config``); every sub-command has
 ``--help``.
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -153,6 +156,108 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _record(maker: Maker, settings: Settings, hearing_id: int, url: str) -> str:
+    """Join the hearing as its recorder, record until dismissed (or SIGTERM), then archive."""
+    from recordings import archive
+    from rooms.hearings import recorder_of
+    from rooms.invitations import issue_invitation
+    from rooms.models import Hearing
+    from signaling.peer import host_addresses
+    from signaling.recorder import record
+
+    async with maker() as session:
+        hearing = await session.get(Hearing, hearing_id)
+        recorder = recorder_of(hearing) if hearing is not None else None
+        if hearing is None or recorder is None or hearing.recording_since is None:
+            return f"Hearing {hearing_id} is not being recorded."
+        token = issue_invitation(settings.secret_key, hearing, recorder)
+    root = settings.recordings_dir
+    addresses = [a.strip() for a in settings.recorder_host_addresses.split(",") if a.strip()]
+    chosen = host_addresses(addresses) if addresses else contextlib.nullcontext()
+    stopping = asyncio.Event()
+    # SIGTERM (the server shuts down): close the files cleanly, then archive them.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    with chosen:
+        await record(url, token, archive.hearing_dir(root, hearing_id), stopping)
+    async with transaction(maker) as session:
+        added = await archive.archive_hearing(session, root, hearing_id)
+    return f"Hearing {hearing_id}: {len(added)} recording files archived."
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    print(_run_db(settings, _record, settings, args.hearing, args.url), flush=True)
+    return 0
+
+
+async def _recordings_verify(maker: Maker, settings: Settings) -> tuple[bool, str]:
+    from recordings import archive
+
+    async with maker() as session:
+        report = await archive.verify(session, settings.recordings_dir)
+    lines = [f"{'OK' if report.ok else 'BROKEN'}: {report.checked} recording files re-hashed"]
+    lines += [f"  - {problem}" for problem in report.problems]
+    return report.ok, "\n".join(lines)
+
+
+def cmd_recordings_verify(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    ok, message = _run_db(settings, _recordings_verify, settings)
+    print(message)
+    return 0 if ok else 1
+
+
+async def _recordings_purge(maker: Maker, settings: Settings) -> str:
+    from recordings import archive
+
+    async with transaction(maker) as session:
+        deleted = await archive.purge(
+            session, settings.recordings_dir, settings.recording_retention_days
+        )
+    return f"{len(deleted)} recording files past {settings.recording_retention_days} days deleted."
+
+
+def cmd_recordings_purge(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(_run_db(settings, _recordings_purge, settings))
+    return 0
+
+
+def cmd_esign_verify(args: argparse.Namespace) -> int:
+    from esign.pki import load_authority
+    from esign.verify import load_ca, report_lines, verify_pdf
+
+    ca = load_ca(args.ca) if args.ca else load_authority(load_settings()).ca_cert_asn1
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"Cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    report = asyncio.run(verify_pdf(data, ca))
+    print("\n".join(report_lines(report)))
+    return 0 if report.ok else 1
+
+
+async def _esign_remind(maker: Maker, days: int) -> list[int]:
+    import datetime as dt
+
+    from cases.notifications import OutboxSender
+    from esign.judicial import do_send_reminders
+
+    async with transaction(maker) as session:
+        return await do_send_reminders(
+            session, Actor.system("cli"), OutboxSender(session), dt.datetime.now(dt.UTC), days
+        )
+
+
+def cmd_esign_remind(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    done = _run_db(settings, _esign_remind, settings.judicial_reminder_days)
+    print(f"Judicial confirmation reminders sent for {len(done)} agreement(s).")
+    return 0
+
+
 async def _create_user(
     maker: Maker, settings: Settings, args: argparse.Namespace, password: str
 ) -> str:
@@ -253,6 +358,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--sign", action="store_true", help="when all is well, sign and store a new tree head"
     )
     everify.set_defaults(func=cmd_evidence_verify)
+
+    rec = sub.add_parser(
+        "record",
+        help="record a hearing (started by the server)",
+        description="Join a hearing as its receive-only recorder, store each participant's audio "
+        "and video until the recording stops, then archive the files. The server starts this "
+        "when the mediator starts recording.",
+    )
+    rec.add_argument("--hearing", type=int, required=True)
+    rec.add_argument(
+        "--url", required=True, help="this server's base URL, e.g. http://127.0.0.1:8080"
+    )
+    rec.set_defaults(func=cmd_record)
+
+    recs = sub.add_parser(
+        "recordings", help="hearing recordings archive", description="Recordings archive commands."
+    )
+    recsub = recs.add_subparsers(dest="recordings_command", required=True)
+    rverify = recsub.add_parser(
+        "verify",
+        help="re-hash archived recordings",
+        description="Re-hash every archived recording file and compare with the SHA-256 and size "
+        "taken when it was archived; exit 1 and name each missing or changed file.",
+    )
+    rverify.set_defaults(func=cmd_recordings_verify)
+    rpurge = recsub.add_parser(
+        "purge",
+        help="apply the retention period",
+        description="Delete recording files older than YUNTIAO_RECORDING_RETENTION_DAYS, except "
+        "those under legal hold (the server also does this every hour).",
+    )
+    rpurge.set_defaults(func=cmd_recordings_purge)
+    esign = sub.add_parser("esign", help="signed agreements", description="Agreement commands.")
+    esignsub = esign.add_subparsers(dest="esign_command", required=True)
+    sverify = esignsub.add_parser(
+        "verify",
+        help="check a signed agreement PDF offline",
+        description="Validate every signature of FILE against the platform CA (from the data "
+        "dir, or --ca): genuine, unmodified, who signed when. Exit 1 when it is not.",
+    )
+    sverify.add_argument("file")
+    sverify.add_argument("--ca", help="CA certificate (PEM or DER) instead of the platform's")
+    sverify.set_defaults(func=cmd_esign_verify)
+    remind = esignsub.add_parser(
+        "remind",
+        help="send judicial confirmation reminders (run daily)",
+        description="Text the parties of agreements whose 30-day judicial confirmation "
+        "deadline is within YUNTIAO_JUDICIAL_REMINDER_DAYS, once per agreement.",
+    )
+    remind.set_defaults(func=cmd_esign_remind)
 
     user = sub.add_parser("user", help="staff accounts", description="Staff account commands.")
     usersub = user.add_subparsers(dest="user_command", required=True)

@@ -2,5 +2,7 @@
 
 import cases.models  # noqa: F401
 import cases.notifications  # noqa: F401
+import esign.models  # noqa: F401
 import evidence.models  # noqa: F401
+import recordings.models  # noqa: F401
 import rooms.models  # noqa: F401

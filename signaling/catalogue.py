@@ -20,13 +20,17 @@ Client → server (each may be answered by ``error``):
   ``caucus_start``  ``{"assignments"?: {participant_id: subroom}}`` (omitted: by side);
   ``move``  ``{"participant_id": int, "subroom": str}``; ``caucus_end``  ``{}``;
   ``mute``  ``{"participant_id": int}`` (asks that participant's browser to mute);
-  ``end_hearing``  ``{}``.
+  ``end_hearing``  ``{}``; ``recording_start``  ``{}`` (refused unless the hearing was scheduled
+  as recorded and everyone present agreed; the platform's recorder then joins, receive-only);
+  ``recording_stop``  ``{}``.
 
 Server → client:
 
 - ``sync`` — the whole view of one participant, sent on connect and after every change:
   ``{"you": Person, "hearing": {...}, "participants": [Person], "peers": [int],
-  "lobby": [Person] (staff only), "subrooms": [str] (staff only), "ice_servers": [...]}``.
+  "lobby": [Person] (staff only), "subrooms": [str] (staff only), "not_recorded": [str] (staff
+  only: who present has not agreed to the recording), "ice_servers": [...]}``; ``hearing`` holds
+  ``"recording": bool`` (show everyone the recording indicator) and ``"record": bool`` (planned).
   ``Person`` = ``{"id", "name", "kind", "side", "state", "subroom", "connected", "media"}``.
   ``peers`` are the participants to hold a peer connection with; the one with the smaller id
   sends the offer.
@@ -122,6 +126,8 @@ CLIENT_EVENTS: dict[str, type[Payload]] = {
     "caucus_end": Empty,
     "mute": Target,
     "end_hearing": Empty,
+    "recording_start": Empty,
+    "recording_stop": Empty,
 }
 
 STAFF_EVENTS = frozenset(
@@ -135,6 +141,8 @@ STAFF_EVENTS = frozenset(
         "caucus_end",
         "mute",
         "end_hearing",
+        "recording_start",
+        "recording_stop",
     }
 )
 

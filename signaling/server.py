@@ -38,7 +38,7 @@ from cases.models import utcnow
 from cases.uow import transaction
 from rooms import hearings, routing
 from rooms.access import participant_actor
-from rooms.catalogue import ADMITTED, STAFF_KINDS
+from rooms.catalogue import ADMITTED, RECORDER, STAFF_KINDS
 from rooms.invitations import read_invitation
 from rooms.models import Hearing, HearingParticipant
 from signaling import catalogue
@@ -55,6 +55,8 @@ FAILED = N_(
 )
 Translate = Callable[[str, str, dict[str, Any]], str]
 IceServers = Callable[[int], list[dict[str, Any]]]
+# (hearing id, base URL of this server process) → the recorder process is started.
+StartRecorder = Callable[[int, str], None]
 
 
 @dataclass
@@ -74,6 +76,7 @@ class HearingSignaling:
         ice_servers: IceServers,
         translate: Translate,
         connections: Connections | None = None,
+        start_recorder: StartRecorder | None = None,
     ) -> None:
         self.sio = sio
         self.maker = maker
@@ -81,6 +84,7 @@ class HearingSignaling:
         self.ice_servers = ice_servers
         self.translate = translate
         self.connections: Connections = connections or LocalConnections()
+        self.start_recorder = start_recorder
         self.snapshots: dict[int, CachedSnapshot] = {}
         self._epochs: dict[int, int] = defaultdict(int)
         self._rebuild_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -129,6 +133,7 @@ class HearingSignaling:
                 "locale": locale,
                 "ip": ip,
                 "ua": user_agent,
+                "local": _local_url(environ),
             },
             namespace=NAMESPACE,
         )
@@ -398,6 +403,35 @@ class HearingSignaling:
         for participant_id in everyone:
             await self._expel(participant_id, "hearing_ended")
 
+    async def on_recording_start(
+        self, sid: str, state: dict[str, Any], data: catalogue.Empty
+    ) -> None:
+        if self.start_recorder is None:
+            raise _not_allowed()
+
+        async def act(session: AsyncSession, me: HearingParticipant, actor: Any) -> None:
+            hearing = await hearings.get_hearing(session, me.hearing_id)
+            await hearings.do_start_recording(session, actor, hearing, by=me)
+
+        await self._staff_action(state, act)
+        self.start_recorder(int(state["hearing"]), str(state.get("local") or ""))
+
+    async def on_recording_stop(
+        self, sid: str, state: dict[str, Any], data: catalogue.Empty
+    ) -> None:
+        recorder: list[int] = []
+
+        async def act(session: AsyncSession, me: HearingParticipant, actor: Any) -> None:
+            hearing = await hearings.get_hearing(session, me.hearing_id)
+            await hearings.do_stop_recording(session, actor, hearing, by=me)
+            found = hearings.recorder_of(hearing)
+            if found is not None:
+                recorder.append(found.id)
+
+        await self._staff_action(state, act)
+        for participant_id in recorder:
+            await self._expel(participant_id, "removed")
+
     async def _expel(self, participant_id: int, event: str) -> None:
         await self.sio.emit(event, {}, to=_room(participant_id), namespace=NAMESPACE)
         # The disconnect reaches the socket in whichever process holds it; its own
@@ -466,7 +500,9 @@ class HearingSignaling:
                 "title": hearing.title,
                 "status": hearing.status,
                 "record": hearing.record,
+                "recording": hearing.recording_since is not None,
             }
+            not_recorded = [p.display_name for p in hearings.recording_blockers(hearing)]
         self._keep(hearing_id, snapshot, epoch)
         await self.connections.announce(hearing_id)
         for participant_id in sorted(set(people) & connected):
@@ -480,14 +516,17 @@ class HearingSignaling:
                 "peers": sorted(routing.media_peers(snapshot, participant_id)),
                 "ice_servers": self.ice_servers(participant_id),
             }
+            listed = [p for p in people.values() if p.kind != RECORDER]
             if is_staff:
                 view["lobby"] = [
-                    self._person(p, snapshot, media)
-                    for p in people.values()
-                    if p.state == "waiting"
+                    self._person(p, snapshot, media) for p in listed if p.state == "waiting"
                 ]
-                view["subrooms"] = sorted({p.subroom for p in people.values()})
-                view["everyone"] = [self._person(p, snapshot, media) for p in people.values()]
+                view["subrooms"] = sorted({p.subroom for p in listed})
+                view["everyone"] = [self._person(p, snapshot, media) for p in listed]
+                view["not_recorded"] = not_recorded
+            elif viewer.kind == RECORDER:
+                # Our own recorder labels its files and writes the timeline from this.
+                view["everyone"] = [self._person(p, snapshot, media) for p in listed]
             await self.sio.emit("sync", view, to=_room(participant_id), namespace=NAMESPACE)
 
     def _person(
@@ -529,6 +568,17 @@ def _chat_json(message: Any, hearing: Hearing) -> dict[str, Any]:
         "at": at.isoformat(),
         "subroom": message.subroom,
     }
+
+
+def _local_url(environ: dict[str, Any]) -> str:
+    """This process's own address as the socket reached it (the recorder connects there)."""
+    request = environ.get("aiohttp.request")
+    transport = getattr(request, "transport", None)
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not sockname:
+        return ""
+    host = sockname[0]  # the concrete local address of this connection
+    return f"http://[{host}]:{sockname[1]}" if ":" in host else f"http://{host}:{sockname[1]}"
 
 
 def _cookie(environ: dict[str, Any], name: str) -> str | None:

@@ -9,15 +9,38 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"server", "signaling", "rooms", "evidence", "esign", "web", "config", "cases"}
+OURS = {
+    "server",
+    "signaling",
+    "rooms",
+    "recordings",
+    "evidence",
+    "esign",
+    "web",
+    "config",
+    "cases",
+    "documents",
+}
 FORBIDDEN = {
-    "cases": OURS - {"cases", "config"} | {"aiohttp", "socketio"},
-    "rooms": {"server", "web", "signaling", "esign", "evidence", "aiohttp", "socketio"},
+    "cases": OURS - {"cases", "documents", "config"} | {"aiohttp", "socketio"},
+    "rooms": {
+        "server",
+        "web",
+        "signaling",
+        "esign",
+        "evidence",
+        "recordings",
+        "aiohttp",
+        "socketio",
+    },
+    "recordings": {"server", "web", "signaling", "esign", "evidence", "aiohttp", "socketio"},
     "evidence": {"server", "web", "signaling", "esign", "aiohttp", "socketio"},
     "esign": {"server", "web", "signaling", "aiohttp", "socketio"},
     "signaling": {"server", "web"},
     "web": {"server"},
     "config": OURS - {"config"},
+    # documents: typesetting only, reused by every package that makes a PDF.
+    "documents": OURS - {"documents", "config"} | {"aiohttp", "socketio", "sqlalchemy"},
 }
 
 

@@ -311,6 +311,7 @@ async def open_link(
     *,
     phone: bool = False,
     screenshot: str | None = None,
+    consent: bool = True,
 ) -> Room:
     """Open the link, confirm the notice (parties) and enter: the room page."""
     context = await browser.new_context(
@@ -332,6 +333,8 @@ async def open_link(
         await page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
     if await page.query_selector("#acknowledge"):
         await page.check("#acknowledge")
+    if await page.query_selector("#consent-yes"):
+        await page.check("#consent-yes" if consent else "#consent-no")
     await page.click("#join-button")
     await page.wait_for_url("**/room")
     # Entered in place: no page load, so the camera and microphone the person just checked
@@ -556,6 +559,12 @@ async def test_caucus_isolates_the_sides(client: Any, sessionmaker: Any) -> None
         await frames_flow(respondent, {ids["mediator"]})
         await frames_flow(mediator, {ids["respondent"]})
         await applicant.wait("() => window.yuntiao.peers.size === 0")
+        # The mediator puts the applicant over to the respondent side too, from the people list.
+        await mediator.page.click(
+            f'#staff-panel button[data-action="move"][data-id="{ids["applicant"]}"][data-subroom="respondent"]'
+        )
+        await frames_flow(applicant, {ids["mediator"], ids["respondent"]})
+        await frames_flow(respondent, {ids["mediator"], ids["applicant"]})
         # Everyone back together.
         await mediator.page.click("#caucus-end")
         for name, room in rooms.items():
@@ -567,14 +576,32 @@ async def test_caucus_isolates_the_sides(client: Any, sessionmaker: Any) -> None
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 @in_private_network
 async def test_reconnection_without_readmission(client: Any, sessionmaker: Any) -> None:
-    """A party whose page goes away shows as "reconnecting" to the others, and comes back in —
-    after opening the room again or after a reload — without the mediator acting; media flows
+    """A party whose network drops or whose page goes away shows as "reconnecting" to the
+    others, and comes back in — when the network returns, after opening the room again or after
+    a reload — without the mediator acting; media flows
     again. Records the time from page load to the first decoded remote frame."""
     async with launch() as browser:
         rooms, ids = await three_way_call(client, sessionmaker, browser)
         mediator, applicant = rooms["mediator"], rooms["applicant"]
         others = {ids["mediator"], ids["respondent"]}
         room_url = applicant.page.url
+        # The network drops for a while (the page stays): "reconnecting" for the others, then
+        # back in without the mediator acting, and media flows again.
+        await applicant.context.set_offline(True)
+        await mediator.wait(
+            "(id) => document.querySelector(`.tile[data-id=\"${id}\"] .tile-badge-state`)?.textContent.includes('正在重新连接')",
+            ids["applicant"],
+        )
+        await applicant.context.set_offline(False)
+        await mediator.wait(
+            "(id) => !document.querySelector(`.tile[data-id=\"${id}\"] .tile-badge-state`)?.textContent.includes('正在重新连接')",
+            ids["applicant"],
+        )
+        await applicant.wait(
+            "() => window.yuntiao.state && window.yuntiao.state.you.state === 'admitted'"
+        )
+        await frames_flow(applicant, others)
+        await frames_flow(mediator, {ids["applicant"], ids["respondent"]})
         # The page disappears (a closed tab, a phone that lost its network).
         await applicant.page.close()
         await mediator.wait(
@@ -696,6 +723,102 @@ async def test_expired_link_page(client: Any, sessionmaker: Any) -> None:
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Any:
+    """The conftest settings, with the recorder's media on loopback like the browsers'."""
+    from config import Settings
+    from tests.conftest import TEST_FIELD_KEY, TEST_SECRET
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        field_encryption_key=TEST_FIELD_KEY,
+        seed_demo=False,
+        recorder_host_addresses="127.0.0.1",
+    )
+
+
+RECORDED_S = 20
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+@in_private_network
+async def test_recorded_hearing_in_two_browsers(client: Any, sessionmaker: Any) -> None:
+    """The party agrees to the recording on the pre-join page; the mediator starts recording;
+    both pages show the red sign; after ~20 s the mediator stops. Each participant's file and
+    the composite hold an audio and a video stream of 20 s ± 2 s (ffprobe), and their hashes
+    are the archived ones."""
+    from recordings import archive
+    from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, RecordingFile
+    from server.recording import RECORDERS
+
+    base = str(client.make_url("/")).rstrip("/")
+    hearing_id = await schedule(sessionmaker, title="录像的调解", record=True)
+    paths = await link_paths(client, sessionmaker, hearing_id)
+    async with launch() as browser:
+        applicant = await open_link(browser, base, "applicant", paths[APPLICANT], consent=True)
+        await applicant.wait("() => !document.querySelector('#waiting-screen').hidden")
+        mediator = await open_link(browser, base, "mediator", paths[MEDIATOR])
+        await mediator.wait(
+            "() => window.yuntiao.state && window.yuntiao.state.you.state === 'admitted'"
+        )
+        await admit_from_lobby(mediator, applicant)
+        rooms = {"mediator": mediator, "applicant": applicant}
+        ids = {name: await room.my_id() for name, room in rooms.items()}
+        for name, room in rooms.items():
+            await frames_flow(room, {i for other, i in ids.items() if other != name})
+        await staff_panel(mediator)
+        await mediator.wait("() => !document.querySelector('#recording-start').disabled")
+        await mediator.page.click("#recording-start")
+        for room in rooms.values():
+            await room.wait("() => !document.querySelector('#recording-indicator').hidden")
+        # The recorder process starts and joins (a second or two): from then on it receives.
+        for room in rooms.values():
+            await room.wait(
+                """() => {
+                  const listed = new Set(window.yuntiao.state.participants.map((p) => p.id));
+                  return [...window.yuntiao.peers.entries()].some(
+                    ([id, pc]) => !listed.has(id) && pc.connectionState === "connected");
+                }""",
+                timeout_s=30,
+            )
+        started = time.monotonic()
+        await applicant.page.screenshot(path=str(ARTIFACTS / "hearing-recording.png"))
+        await asyncio.sleep(RECORDED_S - (time.monotonic() - started))
+        await mediator.page.click("#recording-stop")
+        for room in rooms.values():
+            await room.wait("() => document.querySelector('#recording-indicator').hidden")
+        assert await client.app[RECORDERS].wait(hearing_id, 180) == 0
+        await no_page_errors(rooms)
+
+    root = client.app[SETTINGS].recordings_dir
+    async with sessionmaker() as session:
+        files = (
+            await session.scalars(
+                select(RecordingFile).where(RecordingFile.hearing_id == hearing_id)
+            )
+        ).all()
+    media = [f for f in files if f.kind in (PARTICIPANT_FILE, COMPOSITE_FILE)]
+    assert sorted(f.kind for f in media) == [COMPOSITE_FILE, PARTICIPANT_FILE, PARTICIPANT_FILE]
+    durations = {}
+    for f in media:
+        assert archive.sha256_of(root / f.path) == (f.sha256, f.size)
+        proc = await asyncio.create_subprocess_exec(
+            *["ffprobe", "-v", "error", "-show_entries", "stream=codec_type:format=duration"],
+            *["-of", "json", str(root / f.path)],
+            stdout=asyncio.subprocess.PIPE,
+        )
+        probe = json.loads((await proc.communicate())[0])
+        kinds = sorted(stream["codec_type"] for stream in probe["streams"])
+        assert kinds == ["audio", "video"], (f.path, kinds)
+        durations[f.path] = float(probe["format"]["duration"])
+    record_timing("recorded_durations_s", durations)
+    for path, seconds in durations.items():
+        assert abs(seconds - RECORDED_S) <= 2, (path, durations)
 
 
 if __name__ == "__main__":

@@ -301,3 +301,45 @@ def test_snapshot_refuses_duplicate_ids_and_is_immutable() -> None:
     with pytest.raises(AttributeError):
         s.occupants = ()  # type: ignore[misc]
     assert s.get(3) == Occupant(3, PARTY, ADMITTED, "main", True)
+
+
+# ---- the recorder ---------------------------------------------------------------------------------
+
+
+def _recorded_hearing() -> Snapshot:
+    from rooms.catalogue import RECORDER
+
+    def seat(i: int, kind: str, room: str, recorded: bool) -> Occupant:
+        return Occupant(
+            id=i, kind=kind, state=ADMITTED, subroom=room, connected=True, recorded=recorded
+        )
+
+    return Snapshot.of(
+        [
+            seat(1, MEDIATOR, "applicant", True),
+            seat(3, PARTY, "applicant", True),
+            seat(4, PARTY, "respondent", True),
+            seat(5, AGENT, "respondent", False),  # refused the recording
+            seat(9, RECORDER, "main", False),
+        ]
+    )
+
+
+def test_recorder_receives_every_consenting_participant_in_every_subroom() -> None:
+    snapshot = _recorded_hearing()
+    assert routing.media_peers(snapshot, 9) == {1, 3, 4}
+    assert 9 in routing.media_peers(snapshot, 4) and 9 not in routing.media_peers(snapshot, 5)
+    # The sides still cannot reach each other (the recorder only receives).
+    assert routing.media_peers(snapshot, 3) == {1, 9}
+    assert not routing.may_signal(snapshot, 3, 4)
+
+
+def test_recorder_is_invisible_and_hears_no_chat_or_presence() -> None:
+    snapshot = _recorded_hearing()
+    for viewer in (1, 3, 4, 5):
+        assert 9 not in routing.roster(snapshot, viewer)
+    for about in (1, 3, 4, 5):
+        assert 9 not in routing.presence_recipients(snapshot, about)
+    assert 9 not in routing.chat_recipients(snapshot, 3)
+    assert routing.chat_recipients(snapshot, 9) == frozenset()
+    assert 9 not in routing.lobby_recipients(snapshot)

@@ -59,7 +59,9 @@ from cases.notifications import (
     do_notify,
 )
 from config import Settings
+from esign.catalogue import ESIGN_AUDIT_LABELS
 from evidence.catalogue import EVIDENCE_AUDIT_LABELS
+from recordings.catalogue import RECORDING_AUDIT_LABELS
 from rooms import hearings as hearing_actions
 from rooms.catalogue import (
     AGENT,
@@ -75,6 +77,7 @@ from rooms.catalogue import (
 )
 from rooms.invitations import do_revoke_invitation, issue_invitation
 from rooms.models import Hearing, HearingParticipant
+from web import agreements as agreement_pages
 from web import i18n
 from web.context import (
     LOCALE_COOKIE,
@@ -127,6 +130,8 @@ AUDIT_LABELS: dict[str, str] = {
     AuditAction.NOTIFICATION_QUEUED: N_("Notification put in the outbox"),
     **HEARING_AUDIT_LABELS,
     **EVIDENCE_AUDIT_LABELS,
+    **RECORDING_AUDIT_LABELS,
+    **ESIGN_AUDIT_LABELS,
 }
 
 # The closed vocabularies a template may label with ``code|label('…')``.
@@ -847,6 +852,7 @@ async def case_page_values(
     )
     return {
         **hearing_values,
+        "agreements": await agreement_pages.case_summary(session, case),
         "case": case,
         "parties": parties,
         "party_names": party_names,

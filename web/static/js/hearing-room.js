@@ -523,6 +523,20 @@ function renderStaff(view) {
   for (const [id, box] of state.lobbyNotices) if (!waitingNow.has(id)) box.remove();
   state.lobbyNotices = waitingNow;
 
+  const recording = Boolean(view.hearing?.recording);
+  if ($("recording-start")) {
+    const missing = view.not_recorded || [];
+    $("recording-start").hidden = recording;
+    $("recording-start").disabled = missing.length > 0;
+    $("recording-stop").hidden = !recording;
+    $("recording-consent").textContent = recording
+      ? t("recording_running")
+      : missing.length
+        ? t("recording_missing", { names: missing.join("、") })
+        : t("recording_ready");
+  }
+  const rooms = new Set(["main", ...(view.subrooms || [])]);
+  const caucus = rooms.size > 1;
   const everyone = (view.everyone || view.participants || []).filter((p) => p.id !== me && p.state !== "waiting");
   ui.peopleList.replaceChildren(
     ...everyone.map((person) => {
@@ -532,12 +546,20 @@ function renderStaff(view) {
         actions.append(actionButton(t("remove"), "remove", person.id, "button-caution"));
       }
       if (person.state === "denied" || person.state === "removed") actions.append(actionButton(t("readmit"), "readmit", person.id));
+      // During a caucus the mediator can put anyone in another sub-room (a wrong side, an
+      // agent who should sit with their party).
+      if (caucus && person.state === "admitted") {
+        for (const room of rooms) {
+          if (room === person.subroom) continue;
+          const button = actionButton(t("move_to", { room: roomName(room) }), "move", person.id);
+          button.dataset.subroom = room;
+          actions.append(button);
+        }
+      }
       return li;
     }),
   );
 
-  const rooms = new Set(["main", ...(view.subrooms || [])]);
-  const caucus = rooms.size > 1;
   for (const id of ["caucus-end", "move-go"]) $(id).disabled = !caucus;
   ui.moveRoom.disabled = !caucus;
   const current = ui.moveRoom.value || view.you.subroom;
@@ -644,7 +666,10 @@ function onSync(view) {
   }
   state.admitted = admitted;
   const peers = admitted ? (view.peers || []).filter((id) => typeof id === "number") : [];
-  adaptToRoomSize(peers.length);
+  // The recorder (a peer nobody sees listed) does not make the room bigger for the camera.
+  const listed = new Set((view.participants || []).map((p) => p.id));
+  adaptToRoomSize(peers.filter((id) => listed.has(id)).length);
+  $("recording-indicator").hidden = !view.hearing?.recording;
   mesh.update(you.id, peers, view.ice_servers);
   render(true);
 }
@@ -789,6 +814,7 @@ if (ui.staffPanel) {
     if (["admit", "deny", "remove", "readmit", "mute"].includes(action)) {
       socket.emit(action, { participant_id: id });
     }
+    if (action === "move") socket.emit("move", { participant_id: id, subroom: button.dataset.subroom });
   });
   $("caucus-split").addEventListener("click", () => socket.emit("caucus_start", {}));
   $("caucus-end").addEventListener("click", () => socket.emit("caucus_end", {}));
@@ -796,6 +822,8 @@ if (ui.staffPanel) {
     const you = state.sync?.you;
     if (you) socket.emit("move", { participant_id: you.id, subroom: ui.moveRoom.value });
   });
+  $("recording-start")?.addEventListener("click", () => socket.emit("recording_start", {}));
+  $("recording-stop")?.addEventListener("click", () => socket.emit("recording_stop", {}));
   $("end-hearing").addEventListener("click", () => {
     if (window.confirm(t("end_confirm"))) socket.emit("end_hearing", {});
   });

@@ -1,0 +1,225 @@
+"""The recordings archive for staff: list and filter, play in the browser (HTTP ranges, so
+seeking works), download, legal hold, integrity check. Every access is audited; a party (who
+has no staff account) never reaches any of it.
+
+- ``GET  /admin/recordings`` — list; filters ``case`` (number or id), ``mediator``, ``from``,
+  ``to`` (dates); administrators see their organisation (the system administrator all), a
+  mediator the hearings of their own cases.
+- ``GET  /admin/recordings/{id}/play`` — inline, ``Range`` supported; audited once per play.
+- ``GET  /admin/recordings/{id}/download`` — as an attachment; audited.
+- ``POST /admin/recordings/{id}/hold`` — legal hold on/off (administrators); audited.
+- ``POST /admin/recordings/{id}/verify`` — re-hash now; audited, result shown on the list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from cases import access
+from cases.audit import AuditAction, record
+from cases.catalogue import N_
+from cases.errors import Forbidden, NotFound
+from cases.models import Case, User
+from recordings import archive
+from recordings.catalogue import FILE_KINDS
+from recordings.models import RecordingFile
+from rooms.models import Hearing
+from web.context import SETTINGS, actor, require_user, transaction
+from web.pages import PAGE_SIZE, as_id, redirect, render
+
+VIEW_ROLES = access.ADMIN_ROLES | {"mediator"}
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/admin/recordings", list_page)
+    app.router.add_get("/admin/recordings/{id}/play", play)
+    app.router.add_get("/admin/recordings/{id}/download", download)
+    app.router.add_post("/admin/recordings/{id}/hold", hold)
+    app.router.add_post("/admin/recordings/{id}/verify", verify_one)
+
+
+def _visible(query: Any, user: User) -> Any:
+    if access.is_system_admin(user):
+        return query
+    if user.role in access.ADMIN_ROLES:
+        return query.where(Case.organisation_id == user.organisation_id)
+    return query.where(Case.mediator_id == user.id)
+
+
+def _date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+async def list_page(request: web.Request) -> web.StreamResponse:
+    user = require_user(request, VIEW_ROLES)
+    query: Any = (
+        select(RecordingFile, Case, Hearing)
+        .join(Case, Case.id == RecordingFile.case_id)
+        .join(Hearing, Hearing.id == RecordingFile.hearing_id)
+    )
+    query = _visible(query, user)
+    filters = {
+        k: request.query.get(k, "").strip()[:100] for k in ("case", "mediator", "from", "to")
+    }
+    if filters["case"]:
+        case_id = as_id(filters["case"])
+        query = query.where(
+            (Case.id == case_id) if case_id else Case.number.contains(filters["case"])
+        )
+    if filters["mediator"] and (mediator_id := as_id(filters["mediator"])):
+        query = query.where(Case.mediator_id == mediator_id)
+    start, end = _date(filters["from"]), _date(filters["to"])
+    if start:
+        query = query.where(
+            RecordingFile.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC)
+        )
+    if end:
+        query = query.where(
+            RecordingFile.created_at
+            < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+        )
+    async with transaction(request) as session:
+        rows = (
+            await session.execute(
+                query.order_by(RecordingFile.created_at.desc(), RecordingFile.id).limit(PAGE_SIZE)
+            )
+        ).all()
+        mediators = (
+            await session.scalars(
+                select(User).where(User.role == "mediator").order_by(User.display_name)
+            )
+        ).all()
+    return render(
+        request,
+        "admin_recordings.html",
+        {
+            "rows": [{"file": f, "case": c, "hearing": h} for f, c, h in rows],
+            "filters": filters,
+            "mediators": [
+                m
+                for m in mediators
+                if access.is_system_admin(user) or m.organisation_id == user.organisation_id
+            ],
+            "kinds": FILE_KINDS,
+            "can_hold": user.role in access.ADMIN_ROLES,
+            "checked": request.query.get("checked", ""),
+            "problem": request.query.get("problem", ""),
+            "request_path": "/admin/recordings",
+        },
+    )
+
+
+async def _load(session: Any, request: web.Request, user: User) -> tuple[RecordingFile, Case]:
+    """The recording named in the path, if this user may see its case (404 / 403 otherwise)."""
+    file_id = as_id(request.match_info["id"])
+    row = await session.get(RecordingFile, file_id) if file_id else None
+    case = await session.get(Case, row.case_id) if row else None
+    if row is None or case is None:
+        raise NotFound(N_("There is no such recording."), code="recording_not_found")
+    if not _may_see(user, case):
+        raise Forbidden(N_("You do not have access to this recording."), code="forbidden")
+    return row, case
+
+
+def _may_see(user: User, case: Case) -> bool:
+    if access.is_system_admin(user):
+        return True
+    if user.role in access.ADMIN_ROLES:
+        return access.same_organisation(user, case.organisation_id)
+    return case.mediator_id == user.id
+
+
+async def _send(request: web.Request, *, attachment: bool) -> web.StreamResponse:
+    user = require_user(request, VIEW_ROLES)
+    root = request.app[SETTINGS].recordings_dir
+    async with transaction(request) as session:
+        row, case = await _load(session, request, user)
+        if row.deleted_at is not None:
+            raise NotFound(
+                N_("This recording was deleted at the end of its retention period."),
+                code="recording_deleted",
+            )
+        path = root / row.path
+        if not await asyncio.to_thread(path.is_file):
+            raise NotFound(
+                N_(
+                    "The recording's file is missing. Tell the administrator to run "
+                    "`yuntiao recordings verify`."
+                ),
+                code="recording_missing",
+            )
+        # One audit row per play or download, not per seek (a seek asks for a later range).
+        if not request.http_range.start:
+            await record(
+                session,
+                actor(request),
+                AuditAction.RECORDING_DOWNLOADED if attachment else AuditAction.RECORDING_VIEWED,
+                object_type="recording_file",
+                object_id=row.id,
+                case_id=case.id,
+                details={"file": row.path, "sha256": row.sha256},
+            )
+    response = web.FileResponse(path, headers={"Cache-Control": "no-store"})
+    response.content_type = row.media_type
+    if attachment:
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="recording-{row.hearing_id}-{row.id}{path.suffix}"'
+        )
+    return response
+
+
+async def play(request: web.Request) -> web.StreamResponse:
+    return await _send(request, attachment=False)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    return await _send(request, attachment=True)
+
+
+async def hold(request: web.Request) -> web.StreamResponse:
+    user = require_user(request, access.ADMIN_ROLES)
+    form = await request.post()
+    async with transaction(request) as session:
+        row, case = await _load(session, request, user)
+        row.legal_hold = form.get("hold") == "on"
+        await record(
+            session,
+            actor(request),
+            AuditAction.RECORDING_HOLD_CHANGED,
+            object_type="recording_file",
+            object_id=row.id,
+            case_id=case.id,
+            details={"legal_hold": row.legal_hold},
+        )
+    return redirect(f"/admin/recordings?case={case.id}")
+
+
+async def verify_one(request: web.Request) -> web.StreamResponse:
+    user = require_user(request, VIEW_ROLES)
+    root = request.app[SETTINGS].recordings_dir
+    async with transaction(request) as session:
+        row, case = await _load(session, request, user)
+        path = root / row.path
+        problem = ""
+        if not await asyncio.to_thread(path.is_file):
+            problem = "missing"
+        elif await asyncio.to_thread(archive.sha256_of, path) != (row.sha256, row.size):
+            problem = "changed"
+        await record(
+            session,
+            actor(request),
+            AuditAction.RECORDING_VERIFIED,
+            object_type="recording_file",
+            object_id=row.id,
+            case_id=case.id,
+            details={"ok": not problem, "problem": problem},
+        )
+    return redirect(f"/admin/recordings?case={case.id}&checked={row.id}&problem={problem}")
