@@ -68,6 +68,10 @@ class AuditAction(StrEnum):
     EVIDENCE_DOWNLOADED = "evidence.downloaded"
     EVIDENCE_WITHDRAWN = "evidence.withdrawn"
     EVIDENCE_MATCH_CHECKED = "evidence.match_checked"
+    NOTES_RESTORED = "notes.restored"
+    RECORD_FROZEN = "notes.record_frozen"
+    RECORD_CONFIRMED = "notes.record_confirmed"
+    RECORD_OBJECTED = "notes.record_objected"
 
 
 def canonical_json(value: Any) -> str:

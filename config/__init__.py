@@ -109,6 +109,11 @@ class Settings:
         "Empty: generated on first start into DATA_DIR/evidence.key.",
         secret=True,
     )
+    notes_snapshot_every: int = _setting(
+        200,
+        "Hearing records and case notes: compact a document into a snapshot after this many "
+        "edits (every edit is kept as history).",
+    )
 
     @property
     def database_url_resolved(self) -> str:

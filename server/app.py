@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
+from server import notes as notes_wiring
 from server.middlewares import MIDDLEWARES
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETIO] = sio
     pages.setup(app)
     hearing_pages.setup(app)
+    notes_wiring.setup(app, sio)  # hearing records and case notes: pages and /notes
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app

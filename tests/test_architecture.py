@@ -9,12 +9,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"server", "signaling", "rooms", "evidence", "esign", "web", "config", "cases"}
+OURS = {
+    "server",
+    "signaling",
+    "rooms",
+    "evidence",
+    "esign",
+    "notes",
+    "web",
+    "config",
+    "cases",
+}
 FORBIDDEN = {
     "cases": OURS - {"cases", "config"} | {"aiohttp", "socketio"},
-    "rooms": {"server", "web", "signaling", "esign", "evidence", "aiohttp", "socketio"},
-    "evidence": {"server", "web", "signaling", "esign", "aiohttp", "socketio"},
+    "rooms": {"server", "web", "signaling", "esign", "notes", "evidence", "aiohttp", "socketio"},
+    "evidence": {"server", "web", "signaling", "esign", "notes", "aiohttp", "socketio"},
     "esign": {"server", "web", "signaling", "aiohttp", "socketio"},
+    "notes": {"server", "web", "signaling", "esign", "aiohttp", "socketio"},
     "signaling": {"server", "web"},
     "web": {"server"},
     "config": OURS - {"config"},

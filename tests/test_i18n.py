@@ -19,7 +19,7 @@ from cases.audit import AuditAction
 from web import i18n, pages
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"cases", "config", "esign", "evidence", "rooms", "server", "signaling", "web"}
+PACKAGES = {"cases", "config", "esign", "evidence", "notes", "rooms", "server", "signaling", "web"}
 PO_PATH = ROOT / "web" / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER_RE = re.compile(r"%\((\w+)\)[sdfr]")
 

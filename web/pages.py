@@ -60,6 +60,7 @@ from cases.notifications import (
 )
 from config import Settings
 from evidence.catalogue import EVIDENCE_AUDIT_LABELS
+from notes.catalogue import NOTES_AUDIT_LABELS
 from rooms import hearings as hearing_actions
 from rooms.catalogue import (
     AGENT,
@@ -127,6 +128,7 @@ AUDIT_LABELS: dict[str, str] = {
     AuditAction.NOTIFICATION_QUEUED: N_("Notification put in the outbox"),
     **HEARING_AUDIT_LABELS,
     **EVIDENCE_AUDIT_LABELS,
+    **NOTES_AUDIT_LABELS,
 }
 
 # The closed vocabularies a template may label with ``code|label('…')``.

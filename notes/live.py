@@ -1,0 +1,211 @@
+"""The documents in this process's memory, and the one path every change takes.
+
+``NoteHub.accept`` is what "an acknowledged edit" means: the update is checked (decodable, the
+sender may write, the record is not frozen) and stored in its own committed transaction before
+it returns; only then does the caller acknowledge it and pass it on. The in-memory ``Doc`` of a
+document is a cache of updates 1…``seq``: it answers a joining client's sync step 1 without a
+database read of the whole history. With several processes each one's cache catches up from the
+database whenever it sees a number it has not applied (updates are numbered contiguously per
+document, see ``notes.models``), and before answering a sync step 1, so no process ever serves a
+state older than what it was told exists. Yjs updates are idempotent and commutative, so
+applying one twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pycrdt import Doc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cases.audit import AuditAction, record
+from cases.catalogue import N_
+from cases.errors import Invalid
+from cases.uow import transaction
+from notes import access, errors, store
+from notes.access import Principal
+from notes.catalogue import MAX_UPDATE_BYTES
+from notes.models import NoteDocument
+from notes.text import text_of_update, transform_to
+
+Authorise = Callable[[AsyncSession], Awaitable[Principal]]
+# Told of every accepted update (by this process): key, seq, update, and who sent it (a socket
+# id, or None). The transport passes it to the other readers of the document.
+Listener = Callable[[str, int, bytes, str | None], Awaitable[None]]
+
+
+@dataclass
+class LiveDoc:
+    document_id: int
+    key: str
+    doc: Doc
+    seq: int
+    snapshot_seq: int
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    key: str
+    seq: int
+    document: NoteDocument
+
+
+class NoteHub:
+    """One per app (``server.app``). ``snapshot_every``: compact after this many updates."""
+
+    def __init__(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        snapshot_every: int = 200,
+        max_docs: int = 256,
+    ) -> None:
+        self.maker = maker
+        self.snapshot_every = max(1, snapshot_every)
+        self.max_docs = max_docs
+        self._docs: OrderedDict[int, LiveDoc] = OrderedDict()
+        self._loading = asyncio.Lock()
+        self.listeners: list[Listener] = []
+
+    # ---- the in-memory documents ----------------------------------------------------------
+
+    async def live(self, document: NoteDocument) -> LiveDoc:
+        found = self._docs.get(document.id)
+        if found is None:
+            async with self._loading:
+                found = self._docs.get(document.id)
+                if found is None:
+                    async with self.maker() as session:
+                        state, head = await store.load_state(session, document.id)
+                    found = LiveDoc(
+                        document.id,
+                        document.key,
+                        store.doc_from(state),
+                        head,
+                        document.snapshot_seq,
+                    )
+                    self._docs[document.id] = found
+                    self._evict()
+        self._docs.move_to_end(document.id)
+        return found
+
+    def _evict(self) -> None:
+        while len(self._docs) > self.max_docs:
+            oldest = next(iter(self._docs.values()))
+            if oldest.lock.locked():
+                return
+            del self._docs[oldest.document_id]
+
+    async def _catch_up(self, live: LiveDoc, upto: int | None = None) -> None:
+        """Apply what other processes stored since ``live.seq`` (caller holds ``live.lock``)."""
+        async with self.maker() as session:
+            rows = await store.updates_between(session, live.document_id, live.seq, upto)
+        for seq, data in rows:
+            if seq == live.seq + 1:
+                live.doc.apply_update(data)
+                live.seq = seq
+
+    async def _apply(self, live: LiveDoc, seq: int, update: bytes) -> None:
+        async with live.lock:
+            if seq <= live.seq:
+                return  # a catch-up already brought it in
+            if seq > live.seq + 1:
+                await self._catch_up(live, seq - 1)
+            live.doc.apply_update(update)
+            live.seq = seq
+            if live.seq - live.snapshot_seq >= self.snapshot_every:
+                state, upto = live.doc.get_update(), live.seq
+                async with transaction(self.maker) as session:
+                    await store.write_snapshot(session, live.document_id, state, upto)
+                live.snapshot_seq = upto
+
+    async def sync_step2(self, document: NoteDocument, state_vector: bytes) -> bytes:
+        """The update a client with ``state_vector`` is missing (the reply to its sync step 1)."""
+        live = await self.live(document)
+        async with live.lock:
+            await self._catch_up(live)
+            return live.doc.get_update(state_vector) if state_vector else live.doc.get_update()
+
+    async def state_vector(self, document: NoteDocument) -> bytes:
+        live = await self.live(document)
+        async with live.lock:
+            await self._catch_up(live)
+            return live.doc.get_state()
+
+    async def adds_anything(self, document: NoteDocument, update: bytes) -> bool:
+        """Whether ``update`` holds something this document does not (a client's sync step 2
+        usually repeats what the server already has, deletions included)."""
+        live = await self.live(document)
+        async with live.lock:
+            before = live.doc.get_update()
+            probe = store.doc_from(before)
+            probe.apply_update(update)
+            return probe.get_update() != before
+
+    # ---- changes ---------------------------------------------------------------------------
+
+    async def accept(
+        self, key: str, update: bytes, authorise: Authorise, origin: str | None = None
+    ) -> Accepted:
+        """Store ``update`` to document ``key`` as an edit by whoever ``authorise`` finds (in the
+        same transaction), then tell the listeners. Raises a ``DomainError`` when refused."""
+        check_update(update)
+        async with transaction(self.maker) as session:
+            principal = await authorise(session)
+            document, case = await store.open_document(session, key)
+            access.check_write(principal, document, case)
+            seq = await store.append_update(session, document.id, update, principal.actor)
+        await self._apply(await self.live(document), seq, update)
+        await self._tell(key, seq, update, origin)
+        return Accepted(key, seq, document)
+
+    async def restore(self, key: str, to_seq: int, authorise: Authorise) -> Accepted:
+        """Bring document ``key`` back to how it was after update ``to_seq``: a new edit (by the
+        restorer, audited) from the current text to the old one, so nothing is rewritten and
+        the restore itself can be undone the same way."""
+        async with transaction(self.maker) as session:
+            principal = await authorise(session)
+            document, case = await store.open_document(session, key)
+            access.check_write(principal, document, case)
+            if not 1 <= to_seq <= document.head_seq:
+                raise Invalid(N_("There is no such version."), code="notes_no_such_version")
+            old_text = text_of_update(await store.state_at(session, document.id, to_seq))
+            current, _ = await store.load_state(session, document.id)
+            edit = transform_to(store.doc_from(current), old_text)
+            seq = await store.append_update(session, document.id, edit, principal.actor)
+            await record(
+                session,
+                principal.actor,
+                AuditAction.NOTES_RESTORED,
+                object_type="notes",
+                object_id=key,
+                case_id=case.id,
+                organisation_id=case.organisation_id,
+                details={"to_version": to_seq, "new_version": seq, "kind": document.kind},
+            )
+        await self._apply(await self.live(document), seq, edit)
+        await self._tell(key, seq, edit, None)
+        return Accepted(key, seq, document)
+
+    async def current_text(self, document: NoteDocument) -> tuple[str, int]:
+        live = await self.live(document)
+        async with live.lock:
+            await self._catch_up(live)
+            return text_of_update(live.doc.get_update()), live.seq
+
+    async def _tell(self, key: str, seq: int, update: bytes, origin: str | None) -> None:
+        for listener in self.listeners:
+            await listener(key, seq, update, origin)
+
+
+def check_update(update: bytes) -> None:
+    """Refuse what is not a Yjs update before it is stored (a bad row would break every load)."""
+    if not isinstance(update, bytes | bytearray) or not update or len(update) > MAX_UPDATE_BYTES:
+        raise errors.bad_update()
+    try:
+        Doc().apply_update(bytes(update))
+    except ValueError:
+        raise errors.bad_update() from None
