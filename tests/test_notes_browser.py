@@ -1,0 +1,143 @@
+"""The record in real Chromium: the mediator and the clerk type at the same time in two browser
+pages (Chinese, emoji, deletions at the same spot) and both pages, the party's read-only page
+and the server end with the same text; the speaker button inserts its label; a party's forged
+edit is refused and never reaches anyone. Screenshots land in tests/artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from notes import store
+from tests.browser import ARTIFACTS, chromium
+from tests.notes_fixtures import APPLICANT, make_hearing
+from web.context import SETTINGS
+from web.notes import NOTES_HUB
+
+
+async def _signed_in(browser: Any, base: str, username: str, password: str) -> Any:
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1100, "height": 900})
+    page = await context.new_page()
+    await page.goto(base + "/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/cases*")
+    return page
+
+
+async def _text(page: Any, key: str) -> str:
+    return str(
+        await page.evaluate("(key) => window.yuntiaoNotes.handles.get(key).text.toString()", key)
+    )
+
+
+async def _until_same(pages: list[Any], key: str, seconds: float = 10) -> str:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        texts = [await _text(page, key) for page in pages]
+        if len(set(texts)) == 1:
+            return texts[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"pages did not converge: {texts}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_two_browsers_type_at_once_and_converge(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    links = await make_hearing(sessionmaker, client.app[SETTINGS].secret_key)
+    key = f"record:{links['hearing']}"
+    base = str(client.make_url("/")).rstrip("/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with chromium() as browser:
+        mediator = await _signed_in(browser, base, "mediator", demo_logins["mediator"])
+        clerk = await _signed_in(browser, base, "clerk", demo_logins["clerk"])
+        party_context = await browser.new_context(locale="zh-CN")
+        party = await party_context.new_page()
+        url = f"{base}/cases/{links['case']}/notes/{key}"
+        editor = f'[data-record-doc="{key}"] textarea'
+        for page in (mediator, clerk):
+            await page.goto(url)
+            await page.wait_for_selector(editor, state="visible")
+        await party.goto(f"{base}/h/{links[APPLICANT][1]}/notes")
+        await party.wait_for_selector(f'[data-record-doc="{key}"][data-state="read_only"]')
+        assert not await party.is_visible(f'[data-record-doc="{key}"] textarea')
+
+        # One speaker label with one click, then text after it.
+        await mediator.click(f'[data-record-doc="{key}"] button[data-speaker="调解员"]')
+        await mediator.keyboard.type("今天调解开始。")
+        await _until_same([mediator, clerk, party], key)
+
+        # Both type at the end at the same time: Chinese and emoji.
+        async def type_at_end(page: Any, text: str) -> None:
+            await page.focus(editor)
+            await page.keyboard.press("Control+End")
+            for ch in text:
+                await page.keyboard.insert_text(ch)
+
+        await asyncio.gather(
+            type_at_end(mediator, "申请人称货款未付😀。"),
+            type_at_end(clerk, "被申请人表示🙏同意分期。"),
+        )
+        both = await _until_same([mediator, clerk, party], key)
+        assert all(ch in both for ch in "货款未付😀分期🙏")
+
+        # Both delete the same four characters ("今天调解") and type there, neither seeing the
+        # other's change first (both offline); the sync handshake on reconnecting merges them.
+        for page in (mediator, clerk):
+            await page.evaluate("() => window.yuntiaoNotes.socket.disconnect()")
+
+        async def delete_and_type(page: Any, text: str) -> None:
+            await page.focus(editor)
+            await page.evaluate(
+                """(sel) => { const el = document.querySelector(sel);
+                   const i = el.value.indexOf("开始"); el.setSelectionRange(i - 4, i); }""",
+                editor,
+            )
+            await page.keyboard.press("Backspace")
+            for ch in text:
+                await page.keyboard.insert_text(ch)
+
+        await asyncio.gather(delete_and_type(mediator, "上午"), delete_and_type(clerk, "🕘九点"))
+        for page in (mediator, clerk):
+            await page.evaluate("() => window.yuntiaoNotes.socket.connect()")
+        final = await _until_same([mediator, clerk, party], key)
+        assert final.startswith("**调解员：** ") and "今天" not in final
+        assert final.split("开始")[0] in ("**调解员：** 上午🕘九点", "**调解员：** 🕘九点上午")
+        assert "\ufffd" not in final  # no emoji split into halves
+        values = [await page.input_value(editor) for page in (mediator, clerk)]
+        assert values == [final, final]
+        assert final.startswith("**调解员：** ")
+
+        # The server holds exactly that text, and the pages say it is saved.
+        async with sessionmaker() as session:
+            document = await store.get_document(session, key)
+        assert document is not None
+        assert (await client.app[NOTES_HUB].current_text(document))[0] == final
+        await mediator.wait_for_selector(f'[data-record-doc="{key}"][data-state="saved"]')
+
+        # A party forging an edit in the browser console is refused; nobody sees it.
+        await party.evaluate(
+            """(key) => {
+                window.yuntiaoNotes.addEventListener("rejected", (e) => {
+                    window.refusedWith = e.detail.error.code;
+                });
+                window.yuntiaoNotes.handles.get(key).text.insert(0, "伪造");
+            }""",
+            key,
+        )
+        await party.wait_for_function("() => window.refusedWith === 'notes_read_only'")
+        await asyncio.sleep(0.3)
+        assert await _text(mediator, key) == final
+        assert (await client.app[NOTES_HUB].current_text(document))[0] == final
+        # …and the party's own page drops it again, back to the server's text.
+        await _until_same([mediator, party], key)
+        assert "伪造" not in await party.inner_text(f'[data-record-doc="{key}"] .record-view')
+
+        await mediator.screenshot(path=str(ARTIFACTS / "notes-record-editor.png"), full_page=True)
+        await party.screenshot(path=str(ARTIFACTS / "notes-record-party.png"), full_page=True)
