@@ -115,6 +115,41 @@ class Settings:
         "edits (every edit is kept as history).",
     )
 
+    document_font_path: Path = _setting(
+        Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+        "TrueType CJK font embedded (subset) in generated PDFs; a .ttc uses its first face.",
+    )
+    esign_ca_cert_file: str = _setting(
+        "",
+        "PEM certificate of the CA that certifies signers' keys. Empty: a platform CA is "
+        "generated on first start into DATA_DIR/esign/.",
+    )
+    esign_ca_key_file: str = _setting(
+        "", "PEM private key of that CA (with YUNTIAO_ESIGN_CA_CERT_FILE).", secret=True
+    )
+    esign_tsa_cert_file: str = _setting(
+        "",
+        "PEM certificate of the RFC 3161 timestamp authority. Empty: generated on first start "
+        "into DATA_DIR/esign/, certified by the platform CA.",
+    )
+    esign_tsa_key_file: str = _setting(
+        "", "PEM private key of that timestamp authority.", secret=True
+    )
+    esign_code_ttl_s: int = _setting(
+        600, "Lifetime of a one-time signing code sent to a signer, in seconds."
+    )
+    esign_code_max_attempts: int = _setting(
+        5, "Wrong one-time codes accepted before the code is void and a new one must be sent."
+    )
+    esign_link_max_age_s: int = _setting(
+        14 * 24 * 3600, "Lifetime of a signer's personal signing link, in seconds."
+    )
+    judicial_reminder_days: int = _setting(
+        7,
+        "Days before the 30-day judicial confirmation deadline (People's Mediation Law Art. 33) "
+        "that parties and the mediator are reminded.",
+    )
+
     @property
     def database_url_resolved(self) -> str:
         if self.database_url:

@@ -19,9 +19,10 @@ OURS = {
     "web",
     "config",
     "cases",
+    "documents",
 }
 FORBIDDEN = {
-    "cases": OURS - {"cases", "config"} | {"aiohttp", "socketio"},
+    "cases": OURS - {"cases", "documents", "config"} | {"aiohttp", "socketio"},
     "rooms": {"server", "web", "signaling", "esign", "notes", "evidence", "aiohttp", "socketio"},
     "evidence": {"server", "web", "signaling", "esign", "notes", "aiohttp", "socketio"},
     "esign": {"server", "web", "signaling", "aiohttp", "socketio"},
@@ -29,6 +30,8 @@ FORBIDDEN = {
     "signaling": {"server", "web"},
     "web": {"server"},
     "config": OURS - {"config"},
+    # documents: typesetting only, reused by every package that makes a PDF.
+    "documents": OURS - {"documents", "config"} | {"aiohttp", "socketio", "sqlalchemy"},
 }
 
 
