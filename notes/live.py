@@ -14,6 +14,7 @@ applying one twice is harmless.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,20 +22,27 @@ from dataclasses import dataclass, field
 from pycrdt import Doc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cases.audit import AuditAction, record
+from cases.audit import AuditAction
+from cases.audit import record as audit
 from cases.catalogue import N_
 from cases.errors import Invalid
+from cases.models import Case, utcnow
 from cases.uow import transaction
-from notes import access, errors, store
+from notes import access, errors, record, store
 from notes.access import Principal
 from notes.catalogue import MAX_UPDATE_BYTES
 from notes.models import NoteDocument
 from notes.text import text_of_update, transform_to
+from rooms.models import Hearing
 
 Authorise = Callable[[AsyncSession], Awaitable[Principal]]
 # Told of every accepted update (by this process): key, seq, update, and who sent it (a socket
 # id, or None). The transport passes it to the other readers of the document.
 Listener = Callable[[str, int, bytes, str | None], Awaitable[None]]
+# Told when a document stops taking edits (frozen): key.
+FreezeListener = Callable[[str], Awaitable[None]]
+# Makes the record's PDF: (text, case, hearing, frozen at, frozen by) → bytes.
+RenderRecord = Callable[[str, Case, Hearing, dt.datetime, str], bytes]
 
 
 @dataclass
@@ -69,6 +77,7 @@ class NoteHub:
         self._docs: OrderedDict[int, LiveDoc] = OrderedDict()
         self._loading = asyncio.Lock()
         self.listeners: list[Listener] = []
+        self.freeze_listeners: list[FreezeListener] = []
 
     # ---- the in-memory documents ----------------------------------------------------------
 
@@ -176,7 +185,7 @@ class NoteHub:
             current, _ = await store.load_state(session, document.id)
             edit = transform_to(store.doc_from(current), old_text)
             seq = await store.append_update(session, document.id, edit, principal.actor)
-            await record(
+            await audit(
                 session,
                 principal.actor,
                 AuditAction.NOTES_RESTORED,
@@ -189,6 +198,31 @@ class NoteHub:
         await self._apply(await self.live(document), seq, edit)
         await self._tell(key, seq, edit, None)
         return Accepted(key, seq, document)
+
+    async def freeze(self, key: str, authorise: Authorise, render: RenderRecord) -> str:
+        """Freeze record ``key`` as it is now (see ``notes.record``); returns the PDF's SHA-256."""
+        async with self.maker() as session:
+            principal = await authorise(session)
+            document, case = await store.open_document(session, key)
+            access.check_write(principal, document, case)
+        text, seq = await self.current_text(document)
+        frozen_at = utcnow()
+        async with transaction(self.maker) as session:
+            principal = await authorise(session)
+            document, case = await store.open_document(session, key)
+            access.check_write(principal, document, case)
+            hearing = await session.get(Hearing, document.hearing_id or 0)
+            if hearing is None:
+                raise Invalid(
+                    N_("Only a hearing record can be frozen."), code="record_not_freezable"
+                )
+            pdf = render(text, case, hearing, frozen_at, principal.actor.label)
+            digest = await record.do_freeze(
+                session, principal.actor, document, case, seq, text, pdf, frozen_at
+            )
+        for listener in self.freeze_listeners:
+            await listener(key)
+        return digest
 
     async def current_text(self, document: NoteDocument) -> tuple[str, int]:
         live = await self.live(document)

@@ -13,8 +13,8 @@ document (``record:<hearing>``, ``shared:<case>``, ``private:<case>``):
   ignored;
 - ``close`` ``{doc}`` leaves the room.
 
-Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates) and ``error`` ``{code, message,
-event, doc}``. Access is checked again on every message: a revoked link or ended session stops at
+Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates), ``frozen`` ``{doc}`` (the
+record takes no more edits; open it again) and ``error`` ``{code, message, event, doc}``. Access is checked again on every message: a revoked link or ended session stops at
 once.
 """
 
@@ -97,6 +97,7 @@ class NotesSignaling:
         self.secret = secret
         self.translate = translate
         hub.listeners.append(self._relay)
+        hub.freeze_listeners.append(self._frozen)
         sio.on("connect", namespace=NAMESPACE)(self.on_connect)
         sio.on("open", namespace=NAMESPACE)(self.on_open)
         sio.on("y", namespace=NAMESPACE)(self.on_y)
@@ -231,6 +232,9 @@ class NotesSignaling:
             return {"ok": True}
         accepted = await self.hub.accept(key, update, self._authorise(state), origin=sid)
         return {"ok": True, "seq": accepted.seq}
+
+    async def _frozen(self, key: str) -> None:
+        await self.sio.emit("frozen", {"doc": key}, room=_room(key), namespace=NAMESPACE)
 
     async def _relay(self, key: str, seq: int, update: bytes, origin: str | None) -> None:
         await self.sio.emit(

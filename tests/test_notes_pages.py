@@ -4,6 +4,7 @@ no access without the right person."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -118,3 +119,138 @@ async def test_party_link_pages(client: Any, sessionmaker: Any) -> None:
     room = await client.get(f"/h/{links[MEDIATOR][1]}/room")
     html = await room.text()
     assert 'id="record-panel"' in html and f'data-record-doc="record:{links["hearing"]}"' in html
+
+
+async def test_freeze_pdf_and_party_answers(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str], tmp_path: Any
+) -> None:
+    import hashlib
+    import subprocess
+
+    from cases.audit import AuditAction
+    from cases.models import AuditEntry
+    from cases.notifications import OutboxMessage
+    from tests.notes_client import NotesClient
+    from tests.notes_fixtures import CLERK, RESPONDENT
+
+    links = await make_hearing(sessionmaker, client.app[SETTINGS].secret_key)
+    case_id, key = links["case"], f"record:{links['hearing']}"
+    await _write(
+        client,
+        sessionmaker,
+        key,
+        "mediator",
+        "## 调解经过\n**申请人：** 要求赔偿三十万元，支付期限为2026年12月31日前。\n- 被申请人同意分期👍",
+    )
+    clerk = NotesClient("clerk")
+    await clerk.connect(str(client.make_url("/")), token=links[CLERK][1])
+    try:
+        assert (await clerk.open(key))["writable"]
+        csrf = await login(client, "mediator", demo_logins["mediator"])
+        resp = await client.post(
+            f"/cases/{case_id}/notes/{key}/freeze",
+            data={"csrf_token": csrf},
+            allow_redirects=False,
+        )
+        assert resp.status == 303, await resp.text()
+        # The clerk's socket is told, and an edit now is refused.
+        await clerk.until(lambda: bool(clerk.events("frozen")))
+        ack = await clerk.edit(key, lambda t: t.insert(0, "晚了"))
+        assert ack["ok"] is False and ack["error"]["code"] == "record_frozen"
+    finally:
+        await clerk.sio.disconnect()
+
+    pdf = await client.get(f"/cases/{case_id}/notes/{key}/record.pdf")
+    data = await pdf.read()
+    assert pdf.status == 200 and pdf.content_type == "application/pdf"
+    digest = hashlib.sha256(data).hexdigest()
+    assert pdf.headers["X-Content-SHA256"] == digest
+    path = tmp_path / "record.pdf"
+    path.write_bytes(data)
+    text = (
+        await asyncio.to_thread(
+            subprocess.run, ["pdftotext", str(path), "-"], capture_output=True, text=True
+        )
+    ).stdout
+    assert "调解经过" in text and "要求赔偿三十万元" in text and "**" not in text
+    fonts = (
+        await asyncio.to_thread(
+            subprocess.run, ["pdffonts", str(path)], capture_output=True, text=True
+        )
+    ).stdout
+    assert all(line.split()[-5:-3] == ["yes", "yes"] for line in fonts.splitlines()[2:])
+    page = await client.get(f"/cases/{case_id}/notes/{key}")
+    assert digest in await page.text()
+    async with sessionmaker() as session:
+        frozen = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == AuditAction.RECORD_FROZEN)
+            )
+        ).one()
+    assert digest in frozen.details
+
+    # The applicant (a fresh browser: no staff session) confirms with a one-time code.
+    client.session.cookie_jar.clear()
+    token = links[APPLICANT][1]
+    party_page = await client.get(f"/h/{token}/notes")
+    html = await party_page.text()
+    assert "/record.pdf" in html and digest in html
+    party_csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert party_csrf
+    form = {"csrf_token": party_csrf.group(1)}
+    sent = await client.post(f"/h/{token}/record/code", data=form, allow_redirects=False)
+    assert sent.status == 303, await sent.text()
+    async with sessionmaker() as session:
+        message = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.recipient == "13800000001")
+            )
+        ).all()[-1]
+    code = re.search(r"(?<!\d)(\d{6})(?!\d)", message.body)
+    assert code
+    wrong = "000000" if code.group(1) != "000000" else "111111"
+    refused = await client.post(
+        f"/h/{token}/record/confirm", data={**form, "code": wrong, "read": "yes"}
+    )
+    assert refused.status == 422 and "4" in await refused.text()
+    unticked = await client.post(f"/h/{token}/record/confirm", data={**form, "code": code.group(1)})
+    assert unticked.status == 422
+    done = await client.post(
+        f"/h/{token}/record/confirm",
+        data={**form, "code": code.group(1), "read": "yes"},
+        allow_redirects=False,
+    )
+    assert done.status == 303
+    again = await client.post(
+        f"/h/{token}/record/confirm", data={**form, "code": code.group(1), "read": "yes"}
+    )
+    assert again.status == 409
+    party_pdf = await client.get(f"/h/{token}/record.pdf")
+    assert hashlib.sha256(await party_pdf.read()).hexdigest() == digest
+
+    # The respondent objects instead.
+    other = links[RESPONDENT][1]
+    objected = await client.post(
+        f"/h/{other}/record/objection",
+        data={**form, "objection": "第二段的金额记错了，应为二十万元。"},
+        allow_redirects=False,
+    )
+    assert objected.status == 303
+    async with sessionmaker() as session:
+        actions = [
+            row.action
+            for row in (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.action.like("notes.record_%"))
+                )
+            ).all()
+        ]
+    assert actions == [
+        AuditAction.RECORD_FROZEN,
+        AuditAction.RECORD_CONFIRMED,
+        AuditAction.RECORD_OBJECTED,
+    ]
+    await login(client, "mediator", demo_logins["mediator"])
+    html = await (await client.get(f"/cases/{case_id}/notes/{key}")).text()
+    assert 'data-answer="confirmed"' in html and 'data-answer="objected"' in html
+    assert "应为二十万元" in html

@@ -8,8 +8,13 @@ Staff (signed in):
   the ``/notes`` namespace), with its history (who, when) and a restore button per version;
 - ``POST /cases/{case_id}/notes/{key}/restore`` — restore a version (a new, audited edit).
 
+- ``POST /cases/{case_id}/notes/{key}/freeze`` — freeze a hearing record: PDF, SHA-256, audited;
+- ``GET /cases/{case_id}/notes/{key}/record.pdf`` — the frozen record.
+
 Parties (their hearing link): ``GET /h/{token}/notes`` — the shared notes and their hearing's
-record, read-only and live. The hearing room itself includes the record panel
+record, read-only and live; once frozen, the PDF (``GET /h/{token}/record.pdf``) and the answer:
+``POST /h/{token}/record/code`` (a one-time code by text message), ``…/record/confirm``
+(checkbox + code) or ``…/record/objection``. The hearing room itself includes the record panel
 (``notes_panel.html``).
 """
 
@@ -24,14 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases import access as case_access
 from cases.catalogue import N_
-from cases.errors import Invalid, NotFound
+from cases.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cases.intake import get_case
 from cases.models import Case, User, utcnow
-from notes import access, store
+from notes import access, record, store
 from notes.catalogue import KINDS, PRIVATE, RECORD, SHARED, doc_key
 from notes.live import NoteHub
 from notes.models import NoteDocument
 from rooms import hearings
+from rooms.catalogue import PARTY
 from rooms.errors import InvitationError
 from rooms.models import Hearing
 from web import i18n
@@ -43,6 +49,7 @@ from web.context import (
     transaction,
 )
 from web.i18n import gettext as _
+from web.pages import notification_sender
 
 NOTES_HUB = web.AppKey("notes_hub", NoteHub)
 
@@ -57,6 +64,15 @@ EDITOR_TEXTS: dict[str, str] = {
     "rejected": N_("Not saved:"),
 }
 SPEAKERS = (N_("Applicant"), N_("Respondent"), N_("Mediator"))
+STAFF_DONE = {
+    "restored": N_("Restored. The restore is in the history as a new version."),
+    "frozen": N_("The record is frozen. Each party can now confirm it or note an objection."),
+}
+PARTY_DONE = {
+    "code": N_("A one-time code has been sent to your phone by text message."),
+    "confirmed": N_("Thank you: you have confirmed the hearing record."),
+    "objected": N_("Your objection has been recorded with the hearing record."),
+}
 
 
 def setup(app: web.Application) -> None:
@@ -64,7 +80,11 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/cases/{case_id}/notes", case_notes)
     app.router.add_get("/cases/{case_id}/notes/{key}", document_page)
     app.router.add_post("/cases/{case_id}/notes/{key}/restore", restore)
+    app.router.add_post("/cases/{case_id}/notes/{key}/freeze", freeze)
+    app.router.add_get("/cases/{case_id}/notes/{key}/record.pdf", staff_pdf)
     app.router.add_get("/h/{token}/notes", party_notes)
+    app.router.add_get("/h/{token}/record.pdf", party_pdf)
+    app.router.add_post("/h/{token}/record/{answer}", party_answer)
     # Functions, not values: they translate into the language of the page being rendered. The
     # hearing room (rendered by ``web.hearing``) includes the record panel and needs them too.
     aiohttp_jinja2.get_env(app).globals.update(
@@ -138,9 +158,11 @@ async def case_notes(request: web.Request) -> web.StreamResponse:
             ).all()
         }
     rows = [
-        {"hearing": h, "key": doc_key(RECORD, hearing_id=h.id), "document": documents.get(
-            doc_key(RECORD, hearing_id=h.id)
-        )}
+        {
+            "hearing": h,
+            "key": doc_key(RECORD, hearing_id=h.id),
+            "document": documents.get(doc_key(RECORD, hearing_id=h.id)),
+        }
         for h in case_hearings
     ]
     return _render(
@@ -161,9 +183,9 @@ async def document_page(request: web.Request) -> web.StreamResponse:
         user, case = await _staff_case(session, request)
         document, grant = await _document(session, request, user, case)
         versions = await store.history(session, document.id)
-        hearing = (
-            await session.get(Hearing, document.hearing_id) if document.hearing_id else None
-        )
+        hearing = await session.get(Hearing, document.hearing_id) if document.hearing_id else None
+        answers = await record.confirmations(session, document.id)
+    done = request.query.get("done", "")
     return _render(
         request,
         "notes_document.html",
@@ -173,10 +195,8 @@ async def document_page(request: web.Request) -> web.StreamResponse:
             "hearing": hearing,
             "grant": grant,
             "versions": versions,
-            "error": request.query.get("error", "")[:300] or None,
-            "notice": _("Restored. The restore is in the history as a new version.")
-            if request.query.get("done") == "restored"
-            else None,
+            "answers": answers,
+            "notice": _(STAFF_DONE[done]) if done in STAFF_DONE else None,
         },
     )
 
@@ -196,23 +216,88 @@ async def restore(request: web.Request) -> web.StreamResponse:
     if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 12:
         raise Invalid(N_("There is no such version."), code="notes_no_such_version")
 
+    await hub(request).restore(key, int(raw), _staff_authorise(request, user))
+    raise web.HTTPSeeOther(f"/cases/{case.id}/notes/{key}?done=restored")
+
+
+def _staff_authorise(request: web.Request, user: User) -> Any:
     async def authorise(session: AsyncSession) -> access.Principal:
         fresh = await session.get(User, user.id)
         if fresh is None:  # pragma: no cover - the session resolved it a moment ago
             raise NotFound(N_("These notes do not exist."), code="notes_not_found")
         return _principal(request, fresh)
 
-    await hub(request).restore(key, int(raw), authorise)
-    raise web.HTTPSeeOther(f"/cases/{case.id}/notes/{key}?done=restored")
+    return authorise
 
 
-async def party_notes(request: web.Request) -> web.StreamResponse:
+def record_renderer(request: web.Request) -> Any:
+    """The PDF maker for ``NoteHub.freeze``, with the page's language and the settings' font."""
+    config = settings(request)
+    texts = record.RecordTexts(
+        title=_("Hearing record"),
+        case_number=_("Case number"),
+        hearing=_("Hearing"),
+        time=_("Hearing time"),
+        frozen_at=_("Frozen at"),
+        by=_("Frozen by"),
+    )
+
+    def render(text: str, case: Case, hearing: Hearing, at: Any, by: str) -> bytes:
+        return record.render_record(
+            text, case, hearing, at, by, texts, config.document_font_path, config.timezone
+        )
+
+    return render
+
+
+async def freeze(request: web.Request) -> web.StreamResponse:
+    user = require_user(request)
+    key = request.match_info["key"]
+    async with transaction(request) as session:
+        user, case = await _staff_case(session, request)
+        await _document(session, request, user, case)
+    await hub(request).freeze(key, _staff_authorise(request, user), record_renderer(request))
+    raise web.HTTPSeeOther(f"/cases/{case.id}/notes/{key}?done=frozen")
+
+
+def _pdf(document: NoteDocument) -> web.Response:
+    if document.frozen_pdf is None:
+        raise NotFound(N_("The record has not been frozen yet."), code="record_not_frozen")
+    return web.Response(
+        body=document.frozen_pdf,
+        content_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="record-{document.hearing_id}.pdf"',
+            "Cache-Control": "no-store",
+            "X-Content-SHA256": document.frozen_sha256,
+        },
+    )
+
+
+async def staff_pdf(request: web.Request) -> web.StreamResponse:
+    async with transaction(request) as session:
+        user, case = await _staff_case(session, request)
+        document, _grant = await _document(session, request, user, case)
+    return _pdf(document)
+
+
+def _link_error(request: web.Request, exc: InvitationError) -> web.Response:
+    values = {
+        "link_error": i18n.translate(exc.message, exc.params, settings(request).timezone),
+        "link_error_code": exc.code,
+    }
+    response = _render(request, "hearing_prejoin.html", values, status=403)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def party_notes(
+    request: web.Request, error: str | None = None, status: int = 200
+) -> web.StreamResponse:
     token = request.match_info["token"]
     try:
         async with transaction(request) as session:
-            principal = await access.by_link(
-                session, settings(request).secret_key, token, utcnow()
-            )
+            principal = await access.by_link(session, settings(request).secret_key, token, utcnow())
             hearing = principal.hearing
             assert hearing is not None
             case = await session.get(Case, hearing.case_id)
@@ -220,14 +305,11 @@ async def party_notes(request: web.Request) -> web.StreamResponse:
             record_document = await store.get_document(
                 session, doc_key(RECORD, hearing_id=hearing.id)
             )
+            answers = (
+                await record.confirmations(session, record_document.id) if record_document else []
+            )
     except InvitationError as exc:
-        values = {
-            "link_error": i18n.translate(exc.message, exc.params, settings(request).timezone),
-            "link_error_code": exc.code,
-        }
-        response = _render(request, "hearing_prejoin.html", values, status=403)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+        return _link_error(request, exc)
     response = _render(
         request,
         "notes_party.html",
@@ -239,9 +321,117 @@ async def party_notes(request: web.Request) -> web.StreamResponse:
             "record_key": doc_key(RECORD, hearing_id=hearing.id),
             "shared_key": doc_key(SHARED, case_id=case.id),
             "record_document": record_document,
+            "mine": next((a for p, a in answers if p.id == _party_id(principal)), None),
+            "notice": _(PARTY_DONE[done])
+            if (done := request.query.get("done", "")) in PARTY_DONE
+            else None,
+            "error": error,
         },
+        status=status,
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
+def _status(exc: DomainError) -> int:
+    return 409 if isinstance(exc, Conflict) else 403 if isinstance(exc, Forbidden) else 422
+
+
+def _party_id(principal: access.Principal) -> int | None:
+    participant = principal.participant
+    if participant is None or participant.kind != PARTY:
+        return None
+    return participant.party_id
+
+
+async def _party_record(
+    session: AsyncSession, request: web.Request
+) -> tuple[access.Principal, NoteDocument, Case]:
+    principal = await access.by_link(
+        session,
+        settings(request).secret_key,
+        request.match_info["token"],
+        utcnow(),
+        client_ip(request),
+        request.headers.get("User-Agent", ""),
+    )
+    assert principal.hearing is not None
+    document, case = await store.open_document(
+        session, doc_key(RECORD, hearing_id=principal.hearing.id)
+    )
+    access.check_read(principal, document, case)
+    return principal, document, case
+
+
+async def party_pdf(request: web.Request) -> web.StreamResponse:
+    try:
+        async with transaction(request) as session:
+            _principal_, document, _case = await _party_record(session, request)
+    except InvitationError as exc:
+        return _link_error(request, exc)
+    response = _pdf(document)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def party_answer(request: web.Request) -> web.StreamResponse:
+    answer = request.match_info["answer"]
+    if answer not in ("code", "confirm", "objection"):
+        raise web.HTTPNotFound()
+    form = await request.post()
+    token = request.match_info["token"]
+    try:
+        async with transaction(request) as session:
+            principal, document, case = await _party_record(session, request)
+            party_id = _party_id(principal)
+            if answer == "code":
+
+                def body(code: str) -> str:
+                    return _(
+                        "Yuntiao: your code to confirm the hearing record of case %(number)s "
+                        "is %(code)s. It is valid for 10 minutes. Do not give it to anyone.",
+                        number=case.number,
+                        code=code,
+                    )
+
+                await record.do_send_code(
+                    session,
+                    principal.actor,
+                    notification_sender(session),
+                    document,
+                    case,
+                    party_id,
+                    body,
+                )
+                done = "code"
+            elif answer == "confirm":
+                code = form.get("code")
+                await record.do_confirm(
+                    session,
+                    principal.actor,
+                    document,
+                    case,
+                    party_id,
+                    code if isinstance(code, str) else "",
+                    form.get("read") == "yes",
+                )
+                done = "confirmed"
+            else:
+                text = form.get("objection")
+                await record.do_object(
+                    session,
+                    principal.actor,
+                    document,
+                    case,
+                    party_id,
+                    text if isinstance(text, str) else "",
+                )
+                done = "objected"
+    except InvitationError as exc:
+        return _link_error(request, exc)
+    except DomainError as exc:
+        message = i18n.translate(exc.message, exc.params, settings(request).timezone)
+        return await party_notes(request, error=message, status=_status(exc))
+    response = web.Response(status=303, headers={"Location": f"/h/{token}/notes?done={done}"})
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -31,6 +31,10 @@ export class NotesConnection extends EventTarget {
     });
     this.socket.on("y", (data) => this.#receive(data));
     this.socket.on("error", (error) => this.#emit("error", { error }));
+    this.socket.on("frozen", (data) => {
+      const handle = this.handles.get(data?.doc);
+      if (handle) this.#open(handle); // the answer says: no longer writable
+    });
   }
 
   /** Start syncing document `key`; returns {key, doc, text}; its events come on this object. */
