@@ -141,3 +141,51 @@ async def test_two_browsers_type_at_once_and_converge(
 
         await mediator.screenshot(path=str(ARTIFACTS / "notes-record-editor.png"), full_page=True)
         await party.screenshot(path=str(ARTIFACTS / "notes-record-party.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_party_in_the_hearing_room_reads_the_record_live(
+    client: Any, sessionmaker: Any
+) -> None:
+    """Only parties are in the room here (no staff on /hearing), so no media connection is
+    ever negotiated: the page stays off the network."""
+    from tests.notes_client import NotesClient
+    from tests.notes_fixtures import MEDIATOR, WAITING
+
+    links = await make_hearing(sessionmaker, client.app[SETTINGS].secret_key)
+    key = f"record:{links['hearing']}"
+    base = str(client.make_url("/")).rstrip("/")
+    mediator = NotesClient("mediator")
+    await mediator.connect(base + "/", token=links[MEDIATOR][1])
+    try:
+        await mediator.open(key)
+        await mediator.edit(key, lambda t: t.insert(0, "## 调解经过\n**调解员：** 开始😀"))
+        async with chromium() as browser:
+            context = await browser.new_context(
+                locale="zh-CN", viewport={"width": 390, "height": 844}
+            )
+            party = await context.new_page()
+            await party.goto(f"{base}/h/{links[APPLICANT][1]}/room")
+            panel = "#record-panel .record-view"
+            await party.wait_for_selector("#record-panel:not([hidden])")
+            await party.wait_for_function(
+                "() => document.querySelector('#record-panel .record-view h3')?.textContent === '调解经过'"
+            )
+            await mediator.edit(key, lambda t: t.insert(len(str(t).encode()), "，双方到场。"))
+            await party.wait_for_function(
+                "() => document.querySelector('#record-panel .record-view').textContent.includes('双方到场')"
+            )
+            assert await party.locator(f"{panel} strong").inner_text() == "调解员："
+            assert not await party.is_visible("#record-panel textarea")
+            await party.screenshot(path=str(ARTIFACTS / "notes-room-party.png"), full_page=True)
+
+            # Someone still in the lobby gets no record panel.
+            waiting = await context.new_page()
+            await waiting.goto(f"{base}/h/{links[WAITING][1]}/room")
+            await waiting.wait_for_selector("#waiting-screen:not([hidden])")
+            await asyncio.sleep(0.5)
+            assert await waiting.is_hidden("#record-panel")
+            await context.close()
+    finally:
+        await mediator.sio.disconnect()
