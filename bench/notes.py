@@ -42,6 +42,9 @@ from bench.common import (
     code_version,
     free_port,
     percentile,
+    pg_admin,
+    pg_drop_like,
+    pg_url,
     prepare,
     python_info,
     result,
@@ -203,6 +206,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="PostgreSQL on 127.0.0.1:5432 (a throwaway database) instead of SQLite",
+    )
+    parser.add_argument(
         "--nice", type=int, default=-10, help="niceness for this run and its server (when root)"
     )
     parser.add_argument(
@@ -219,7 +227,11 @@ def main() -> None:
     proc = None
     try:
         env = ServerEnv(root / "data")
-        parties = min(args.viewers, PARTIES_MAX)
+        if args.postgres:
+            database = f"yuntiao_bench_notes_{os.getpid()}"
+            pg_admin(f'CREATE DATABASE "{database}"')
+            env = ServerEnv(root / "data", url=pg_url(database))
+        parties = max(2, min(args.viewers, PARTIES_MAX))
         say(f"preparing one hearing with {parties} parties in {env.data_dir}")
         hearing = prepare(env, 1, parties=parties)[0]
         asyncio.run(admit_all(env, hearing.hearing_id))
@@ -250,12 +262,15 @@ def main() -> None:
             stop(proc)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+            if args.postgres:
+                pg_drop_like(f"yuntiao_bench_notes_{os.getpid()}")
     result(
         {
             "editors": args.editors,
             "viewers": args.viewers,
             "edits_per_s_per_editor": args.rate,
             "window_s": args.seconds,
+            "database": "postgresql" if args.postgres else "sqlite",
             **figures,
             "nice": nice,
             "code": code_version(),

@@ -192,23 +192,30 @@ class NoteHub:
             self._drains.pop(key, None)
 
     async def _flush(self, key: str, batch: list[_Pending]) -> None:
-        stored: list[tuple[_Pending, int]] = []
         try:
             async with transaction(self.maker) as session:
                 document, case = await store.open_document(session, key)
+                # Access is checked again for every edit; a socket's edits in one batch share
+                # the answer (same link or session, same moment).
+                known: dict[str, Principal] = {}
+                allowed: list[tuple[_Pending, Principal]] = []
                 for pending in batch:
                     try:
-                        principal = await pending.authorise(session)
-                        access.check_write(principal, document, case)
+                        principal = known.get(pending.origin or "")
+                        if principal is None:
+                            principal = await pending.authorise(session)
+                            access.check_write(principal, document, case)
+                            if pending.origin:
+                                known[pending.origin] = principal
                     except DomainError as exc:
                         pending.done.set_exception(exc)
                         continue
-                    seq = await store.append_update(
-                        session, document.id, pending.update, principal.actor
-                    )
-                    stored.append((pending, seq))
+                    allowed.append((pending, principal))
+                seqs = await store.append_updates(
+                    session, document.id, [(p.update, who.actor) for p, who in allowed]
+                )
             live = await self.live(document)
-            for pending, seq in stored:
+            for (pending, _who), seq in zip(allowed, seqs, strict=True):
                 await self._apply(live, seq, pending.update)
                 await self._tell(key, seq, pending.update, pending.origin)
                 pending.done.set_result(Accepted(key, seq, document))

@@ -75,28 +75,40 @@ async def _create(
 async def append_update(session: AsyncSession, document_id: int, data: bytes, actor: Actor) -> int:
     """Store ``data`` as the document's next update; returns its number. Commit before telling
     anyone it was accepted."""
-    seq = (
+    return (await append_updates(session, document_id, [(data, actor)]))[0]
+
+
+async def append_updates(
+    session: AsyncSession, document_id: int, updates: list[tuple[bytes, Actor]]
+) -> list[int]:
+    """Store several updates in this order; returns their numbers (two statements in all)."""
+    if not updates:
+        return []
+    last = (
         await session.execute(
             update(NoteDocument)
             .where(NoteDocument.id == document_id)
-            .values(head_seq=NoteDocument.head_seq + 1)
+            .values(head_seq=NoteDocument.head_seq + len(updates))
             .returning(NoteDocument.head_seq)
             .execution_options(synchronize_session=False)
         )
     ).scalar_one()
-    session.add(
+    first = int(last) - len(updates) + 1
+    now = utcnow()
+    session.add_all(
         NoteUpdate(
             document_id=document_id,
-            seq=seq,
+            seq=first + i,
             data=data,
             actor_type=actor.kind,
             actor_id=actor.id,
             actor_label=actor.label[:200],
-            at=utcnow(),
+            at=now,
         )
+        for i, (data, actor) in enumerate(updates)
     )
     await session.flush()
-    return int(seq)
+    return list(range(first, first + len(updates)))
 
 
 async def updates_between(
