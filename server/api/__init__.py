@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import admin, cases, evidence
+from server.api import admin, cases, evidence, notes
 from server.api.registry import PREFIX, ApiRegistry, json_response
 
 
@@ -13,6 +13,7 @@ def build_registry() -> ApiRegistry:
     admin.register(api)
     cases.register(api)
     evidence.register(api)
+    notes.register(api)
     return api
 
 
