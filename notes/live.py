@@ -232,8 +232,9 @@ class NoteHub:
         the restore itself can be undone the same way."""
         async with transaction(self.maker) as session:
             principal = await authorise(session)
-            document, case = await store.open_document(session, key)
-            access.check_write(principal, document, case)
+            document, case = await store.open_document(
+                session, key, lambda d, c: access.check_write(principal, d, c)
+            )
             if not 1 <= to_seq <= document.head_seq:
                 raise Invalid(N_("There is no such version."), code="notes_no_such_version")
             old_text = text_of_update(await store.state_at(session, document.id, to_seq))
@@ -256,10 +257,11 @@ class NoteHub:
 
     async def freeze(self, key: str, authorise: Authorise, render: RenderRecord) -> str:
         """Freeze record ``key`` as it is now (see ``notes.record``); returns the PDF's SHA-256."""
-        async with self.maker() as session:
+        async with transaction(self.maker) as session:
             principal = await authorise(session)
-            document, case = await store.open_document(session, key)
-            access.check_write(principal, document, case)
+            document, case = await store.open_document(
+                session, key, lambda d, c: access.check_write(principal, d, c)
+            )
         text, seq = await self.current_text(document)
         frozen_at = utcnow()
         async with transaction(self.maker) as session:

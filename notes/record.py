@@ -330,3 +330,21 @@ async def _decide(
             **({"objection": objection} if objection else {}),
         },
     )
+
+
+async def frozen_records(session: AsyncSession, case_id: int) -> list[NoteDocument]:
+    """The case's frozen hearing records, oldest first (``frozen_pdf``, ``frozen_sha256``,
+    ``frozen_at``): what the case archive and the judicial-confirmation package include."""
+    return list(
+        (
+            await session.scalars(
+                select(NoteDocument)
+                .where(
+                    NoteDocument.case_id == case_id,
+                    NoteDocument.kind == RECORD,
+                    NoteDocument.frozen_at.is_not(None),
+                )
+                .order_by(NoteDocument.frozen_at)
+            )
+        ).all()
+    )

@@ -6,6 +6,7 @@ Nothing here keeps state between calls; ``notes.live`` holds the in-memory docum
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pycrdt import Doc, merge_updates
@@ -20,6 +21,8 @@ from notes.catalogue import KINDS, RECORD, doc_key, parse_key
 from notes.models import NoteDocument, NoteSnapshot, NoteUpdate
 from rooms.models import Hearing
 
+Check = Callable[[NoteDocument, Case], object]
+
 
 async def get_document(session: AsyncSession, key: str) -> NoteDocument | None:
     return (
@@ -27,9 +30,13 @@ async def get_document(session: AsyncSession, key: str) -> NoteDocument | None:
     ).one_or_none()
 
 
-async def open_document(session: AsyncSession, key: str) -> tuple[NoteDocument, Case]:
+async def open_document(
+    session: AsyncSession, key: str, check: Check | None = None
+) -> tuple[NoteDocument, Case]:
     """The document named ``key`` with its case, created on first use (a record needs its
-    hearing to exist). ``notes_not_found`` for a key that names nothing."""
+    hearing to exist). ``notes_not_found`` for a key that names nothing. ``check`` (an access
+    check that raises) runs before anything is created, so nobody creates rows they may not
+    read."""
     parsed = parse_key(key)
     if parsed is None:
         raise errors.not_found()
@@ -43,12 +50,17 @@ async def open_document(session: AsyncSession, key: str) -> tuple[NoteDocument, 
             case_id, hearing_id = hearing.case_id, hearing.id
         else:
             case_id, hearing_id = number, None
-        if await session.get(Case, case_id) is None:
+        case = await session.get(Case, case_id)
+        if case is None:
             raise errors.not_found()
-        document = await _create(session, key, kind, case_id, hearing_id)
+        if check is not None:
+            check(NoteDocument(key=key, kind=kind, case_id=case_id, hearing_id=hearing_id), case)
+        return await _create(session, key, kind, case_id, hearing_id), case
     case = await session.get(Case, document.case_id)
     if case is None:  # pragma: no cover - FK guarantees it
         raise errors.not_found()
+    if check is not None:
+        check(document, case)
     return document, case
 
 

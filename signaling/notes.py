@@ -156,8 +156,10 @@ class NotesSignaling:
         try:
             async with transaction(self.maker) as session:
                 principal = await self._authorise(state)(session)
-                document, case = await store.open_document(session, str(key or ""))
-                grant = access.check_read(principal, document, case)
+                document, case = await store.open_document(
+                    session, str(key or ""), lambda d, c: access.check_read(principal, d, c)
+                )
+                grant = access.grant(principal, document, case)
                 frozen = document.frozen_at is not None
         except DomainError as exc:
             return await self._refuse(sid, state, "open", key, exc)
@@ -206,8 +208,9 @@ class NotesSignaling:
     ) -> None:
         async with transaction(self.maker) as session:
             principal = await self._authorise(state)(session)
-            document, case = await store.open_document(session, key)
-            access.check_read(principal, document, case)
+            document, case = await store.open_document(
+                session, key, lambda d, c: access.check_read(principal, d, c)
+            )
         reply = await self.hub.sync_step2(document, state_vector)
         await self.sio.emit(
             "y", {"doc": key, "m": sync_message(SYNC_STEP2, reply)}, to=sid, namespace=NAMESPACE
@@ -223,8 +226,10 @@ class NotesSignaling:
     ) -> dict[str, Any]:
         async with transaction(self.maker) as session:
             principal = await self._authorise(state)(session)
-            document, case = await store.open_document(session, key)
-            grant = access.check_read(principal, document, case)
+            document, case = await store.open_document(
+                session, key, lambda d, c: access.check_read(principal, d, c)
+            )
+            grant = access.grant(principal, document, case)
         # A reader's step 2 only repeats what it got from us: never applied, never an error.
         if not grant.write or document.frozen_at is not None:
             return {"ok": True}

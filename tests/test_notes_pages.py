@@ -104,6 +104,9 @@ async def test_notes_pages_need_the_right_person(
     await login(client, "mediator2", demo_logins["mediator2"])  # not this case's mediator
     other = await client.get(f"/cases/{case_id}/notes/shared:{case_id}")
     assert other.status == 403
+    async with sessionmaker() as session:
+        # Refused before anything was created for it.
+        assert await store.get_document(session, f"shared:{case_id}") is None
 
 
 async def test_party_link_pages(client: Any, sessionmaker: Any) -> None:
@@ -188,6 +191,11 @@ async def test_freeze_pdf_and_party_answers(
             )
         ).one()
     assert digest in frozen.details
+    async with sessionmaker() as session:
+        from notes.record import frozen_records
+
+        archived = await frozen_records(session, case_id)
+    assert [d.key for d in archived] == [key] and archived[0].frozen_sha256 == digest
 
     # The applicant (a fresh browser: no staff session) confirms with a one-time code.
     client.session.cookie_jar.clear()

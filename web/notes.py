@@ -140,10 +140,15 @@ def _principal(request: web.Request, user: User) -> access.Principal:
 async def _document(
     session: AsyncSession, request: web.Request, user: User, case: Case
 ) -> tuple[NoteDocument, access.Grant]:
-    document, doc_case = await store.open_document(session, request.match_info["key"])
-    if doc_case.id != case.id:
-        raise NotFound(N_("These notes do not exist."), code="notes_not_found")
-    return document, access.check_read(_principal(request, user), document, case)
+    principal = _principal(request, user)
+
+    def check(document: NoteDocument, doc_case: Case) -> None:
+        if doc_case.id != case.id:
+            raise NotFound(N_("These notes do not exist."), code="notes_not_found")
+        access.check_read(principal, document, doc_case)
+
+    document, _ = await store.open_document(session, request.match_info["key"], check)
+    return document, access.grant(principal, document, case)
 
 
 async def case_notes(request: web.Request) -> web.StreamResponse:
@@ -210,9 +215,7 @@ async def restore(request: web.Request) -> web.StreamResponse:
     async with transaction(request) as session:
         case = await get_case(session, case_id)
         case_access.require(case_access.can_view_case(user, case))
-        document, doc_case = await store.open_document(session, key)
-        if doc_case.id != case.id:
-            raise NotFound(N_("These notes do not exist."), code="notes_not_found")
+        await _document(session, request, user, case)
     if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 12:
         raise Invalid(N_("There is no such version."), code="notes_no_such_version")
 
@@ -357,9 +360,10 @@ async def _party_record(
     )
     assert principal.hearing is not None
     document, case = await store.open_document(
-        session, doc_key(RECORD, hearing_id=principal.hearing.id)
+        session,
+        doc_key(RECORD, hearing_id=principal.hearing.id),
+        lambda d, c: access.check_read(principal, d, c),
     )
-    access.check_read(principal, document, case)
     return principal, document, case
 
 

@@ -82,8 +82,11 @@ def _principal(request: web.Request, user: User) -> access.Principal:
 async def _open(request: web.Request, key: str) -> tuple[User, NoteDocument, access.Grant]:
     user = require_user(request)
     async with transaction(request) as session:
-        document, case = await store.open_document(session, key)
-        grant = access.check_read(_principal(request, user), document, case)
+        principal = _principal(request, user)
+        document, case = await store.open_document(
+            session, key, lambda d, c: access.check_read(principal, d, c)
+        )
+        grant = access.grant(principal, document, case)
     return user, document, grant
 
 
