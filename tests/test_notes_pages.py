@@ -122,6 +122,10 @@ async def test_party_link_pages(client: Any, sessionmaker: Any) -> None:
     room = await client.get(f"/h/{links[MEDIATOR][1]}/room")
     html = await room.text()
     assert 'id="record-panel"' in html and f'data-record-doc="record:{links["hearing"]}"' in html
+    assert f'data-record-doc="private:{links["case"]}"' in html  # the mediator's own notes
+    party_room = await client.get(f"/h/{token}/room")
+    html = await party_room.text()
+    assert 'id="record-panel"' in html and "private:" not in html
 
 
 async def test_freeze_pdf_and_party_answers(
