@@ -189,3 +189,61 @@ async def test_party_in_the_hearing_room_reads_the_record_live(
             await context.close()
     finally:
         await mediator.sio.disconnect()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_chinese_input_method_while_someone_else_types(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    """The clerk composes with a pinyin input method (Chromium's IME events through CDP) while
+    the mediator's edit arrives: the composition is not disturbed, and the committed Chinese
+    lands where the clerk was typing."""
+    from tests.notes_client import NotesClient
+    from tests.notes_fixtures import MEDIATOR
+
+    links = await make_hearing(sessionmaker, client.app[SETTINGS].secret_key)
+    key = f"record:{links['hearing']}"
+    base = str(client.make_url("/")).rstrip("/")
+    mediator = NotesClient("mediator")
+    await mediator.connect(base + "/", token=links[MEDIATOR][1])
+    try:
+        await mediator.open(key)
+        await mediator.edit(key, lambda t: t.insert(0, "甲：\n乙：😀"))
+        async with chromium() as browser:
+            clerk = await _signed_in(browser, base, "clerk", demo_logins["clerk"])
+            editor = f'[data-record-doc="{key}"] textarea'
+            await clerk.goto(f"{base}/cases/{links['case']}/notes/{key}")
+            await clerk.wait_for_selector(editor, state="visible")
+            await clerk.wait_for_function(
+                "(sel) => document.querySelector(sel).value.includes('乙')", arg=editor
+            )
+            await clerk.focus(editor)
+            # Caret after "甲：" (end of the first line).
+            await clerk.evaluate(
+                "(sel) => document.querySelector(sel).setSelectionRange(2, 2)", editor
+            )
+            cdp = await clerk.context.new_cdp_session(clerk)
+            await cdp.send(
+                "Input.imeSetComposition",
+                {"text": "tiaojie", "selectionStart": 7, "selectionEnd": 7},
+            )
+            # Meanwhile the mediator types at the very start and at the end.
+            await mediator.edit(key, lambda t: t.insert(0, "【开始】"))
+            await mediator.edit(key, lambda t: t.insert(len(str(t).encode()), "同意👍"))
+            await asyncio.sleep(0.5)
+            # While composing, the remote changes are held back (they are in the Y.Doc already).
+            assert await clerk.input_value(editor) == "甲：tiaojie\n乙：😀"
+            assert "【开始】" in await _text(clerk, key)
+            await cdp.send("Input.insertText", {"text": "调解"})
+            expected = "【开始】甲：调解\n乙：😀同意👍"
+            await mediator.until(lambda: str(mediator.text(key)) == expected, seconds=10)
+            assert await clerk.input_value(editor) == expected
+            assert await _text(clerk, key) == expected
+            # The caret stays right after what the clerk committed.
+            caret = await clerk.evaluate(
+                "(sel) => document.querySelector(sel).selectionStart", editor
+            )
+            assert caret == len("【开始】甲：调解")
+    finally:
+        await mediator.sio.disconnect()
