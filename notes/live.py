@@ -43,6 +43,8 @@ Listener = Callable[[str, int, bytes, str | None], Awaitable[None]]
 FreezeListener = Callable[[str], Awaitable[None]]
 # Makes the record's PDF: (text, case, hearing, frozen at, frozen by) → bytes.
 RenderRecord = Callable[[str, Case, Hearing, dt.datetime, str], bytes]
+# Runs in the freeze's transaction (tell the parties): session, frozen record, case, who froze it.
+AfterFreeze = Callable[[AsyncSession, NoteDocument, Case, Principal], Awaitable[None]]
 
 
 @dataclass
@@ -255,7 +257,13 @@ class NoteHub:
         await self._tell(key, seq, edit, None)
         return Accepted(key, seq, document)
 
-    async def freeze(self, key: str, authorise: Authorise, render: RenderRecord) -> str:
+    async def freeze(
+        self,
+        key: str,
+        authorise: Authorise,
+        render: RenderRecord,
+        after: AfterFreeze | None = None,
+    ) -> str:
         """Freeze record ``key`` as it is now (see ``notes.record``); returns the PDF's SHA-256."""
         async with transaction(self.maker) as session:
             principal = await authorise(session)
@@ -278,6 +286,8 @@ class NoteHub:
             digest = await record.do_freeze(
                 session, principal.actor, document, case, seq, text, pdf, frozen_at
             )
+            if after is not None:
+                await after(session, document, case, principal)
         for listener in self.freeze_listeners:
             await listener(key)
         return digest

@@ -262,7 +262,34 @@ async def test_freeze_pdf_and_party_answers(
         AuditAction.RECORD_CONFIRMED,
         AuditAction.RECORD_OBJECTED,
     ]
+    # The freeze sent each party with a phone their own confirmation link, valid for weeks
+    # (a hearing link expires a day after the hearing). The agent's party uses theirs.
+    async with sessionmaker() as session:
+        texts = {
+            m.recipient: m.body
+            for m in (
+                await session.scalars(select(OutboxMessage).where(OutboxMessage.body.like("%/r/%")))
+            ).all()
+        }
+    assert set(texts) == {"13800000001", "13800000002", "13800000003"}
+    link = re.search(r"(/r/\S+)$", texts["13800000002"])
+    assert link
+    confirm_page = await client.get(link.group(1))
+    html = await confirm_page.text()
+    assert confirm_page.status == 200 and digest in html and "义乌某电子商务有限公司" in html
+    link_pdf = await client.get(link.group(1) + "/record.pdf")
+    assert hashlib.sha256(await link_pdf.read()).hexdigest() == digest
+    csrf_r = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert csrf_r
+    objected = await client.post(
+        link.group(1) + "/objection",
+        data={"csrf_token": csrf_r.group(1), "objection": "我没有参加本次调解。"},
+        allow_redirects=False,
+    )
+    assert objected.status == 303 and objected.headers["Location"].endswith("?done=objected")
+    assert (await client.get(link.group(1) + "x")).status == 403
+
     await login(client, "mediator", demo_logins["mediator"])
     html = await (await client.get(f"/cases/{case_id}/notes/{key}")).text()
-    assert 'data-answer="confirmed"' in html and 'data-answer="objected"' in html
-    assert "应为二十万元" in html
+    assert 'data-answer="confirmed"' in html and html.count('data-answer="objected"') == 2
+    assert "应为二十万元" in html and "我没有参加本次调解" in html

@@ -20,6 +20,8 @@ record, read-only and live; once frozen, the PDF (``GET /h/{token}/record.pdf``)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp_jinja2
@@ -28,14 +30,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases import access as case_access
+from cases.actor import Actor
 from cases.catalogue import N_
 from cases.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cases.intake import get_case
 from cases.models import Case, User, utcnow
-from notes import access, record, store
+from cases.notifications import SMS, Notification, do_notify
+from notes import access, links, record, store
 from notes.catalogue import KINDS, PRIVATE, RECORD, SHARED, doc_key
 from notes.live import NoteHub
-from notes.models import NoteDocument
+from notes.models import NoteDocument, RecordConfirmation
 from rooms import hearings
 from rooms.catalogue import PARTY
 from rooms.errors import InvitationError
@@ -85,6 +89,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/h/{token}/notes", party_notes)
     app.router.add_get("/h/{token}/record.pdf", party_pdf)
     app.router.add_post("/h/{token}/record/{answer}", party_answer)
+    app.router.add_get("/r/{token}", confirmation_page)
+    app.router.add_get("/r/{token}/record.pdf", confirmation_pdf)
+    app.router.add_post("/r/{token}/{answer}", confirmation_answer)
     # Functions, not values: they translate into the language of the page being rendered. The
     # hearing room (rendered by ``web.hearing``) includes the record panel and needs them too.
     aiohttp_jinja2.get_env(app).globals.update(
@@ -259,7 +266,9 @@ async def freeze(request: web.Request) -> web.StreamResponse:
     async with transaction(request) as session:
         user, case = await _staff_case(session, request)
         await _document(session, request, user, case)
-    await hub(request).freeze(key, _staff_authorise(request, user), record_renderer(request))
+    await hub(request).freeze(
+        key, _staff_authorise(request, user), record_renderer(request), tell_parties(request)
+    )
     raise web.HTTPSeeOther(f"/cases/{case.id}/notes/{key}?done=frozen")
 
 
@@ -284,7 +293,7 @@ async def staff_pdf(request: web.Request) -> web.StreamResponse:
     return _pdf(document)
 
 
-def _link_error(request: web.Request, exc: InvitationError) -> web.Response:
+def _link_error(request: web.Request, exc: DomainError) -> web.Response:
     values = {
         "link_error": i18n.translate(exc.message, exc.params, settings(request).timezone),
         "link_error_code": exc.code,
@@ -308,12 +317,10 @@ async def party_notes(
             record_document = await store.get_document(
                 session, doc_key(RECORD, hearing_id=hearing.id)
             )
-            answers = (
-                await record.confirmations(session, record_document.id) if record_document else []
-            )
+            mine = await _mine(session, record_document, _party_id(principal))
     except InvitationError as exc:
         return _link_error(request, exc)
-    response = _render(
+    return _party_page(
         request,
         "notes_party.html",
         {
@@ -324,16 +331,67 @@ async def party_notes(
             "record_key": doc_key(RECORD, hearing_id=hearing.id),
             "shared_key": doc_key(SHARED, case_id=case.id),
             "record_document": record_document,
-            "mine": next((a for p, a in answers if p.id == _party_id(principal)), None),
-            "notice": _(PARTY_DONE[done])
-            if (done := request.query.get("done", "")) in PARTY_DONE
-            else None,
-            "error": error,
+            "mine": mine,
+            "pdf_url": f"/h/{token}/record.pdf",
+            "answer_url": f"/h/{token}/record",
         },
-        status=status,
+        error,
+        status,
     )
+
+
+async def confirmation_page(
+    request: web.Request, error: str | None = None, status: int = 200
+) -> web.StreamResponse:
+    """``/r/{token}``: the link sent by text message when the record was frozen."""
+    token = request.match_info["token"]
+    try:
+        async with transaction(request) as session:
+            document, case, party = await links.read_confirmation_link(
+                session, settings(request).secret_key, token
+            )
+            hearing = await session.get(Hearing, document.hearing_id or 0)
+            mine = await _mine(session, document, party.id)
+    except links.ConfirmationLinkError as exc:
+        return _link_error(request, exc)
+    return _party_page(
+        request,
+        "notes_confirm.html",
+        {
+            "case": case,
+            "hearing": hearing,
+            "party": party,
+            "record_document": document,
+            "mine": mine,
+            "pdf_url": f"/r/{token}/record.pdf",
+            "answer_url": f"/r/{token}",
+        },
+        error,
+        status,
+    )
+
+
+def _party_page(
+    request: web.Request,
+    template: str,
+    values: dict[str, Any],
+    error: str | None,
+    status: int,
+) -> web.Response:
+    done = request.query.get("done", "")
+    values.update(notice=_(PARTY_DONE[done]) if done in PARTY_DONE else None, error=error)
+    response = _render(request, template, values, status=status)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+async def _mine(
+    session: AsyncSession, document: NoteDocument | None, party_id: int | None
+) -> RecordConfirmation | None:
+    if document is None or party_id is None:
+        return None
+    answers = await record.confirmations(session, document.id)
+    return next((a for p, a in answers if p.id == party_id), None)
 
 
 def _status(exc: DomainError) -> int:
@@ -347,9 +405,17 @@ def _party_id(principal: access.Principal) -> int | None:
     return participant.party_id
 
 
-async def _party_record(
-    session: AsyncSession, request: web.Request
-) -> tuple[access.Principal, NoteDocument, Case]:
+@dataclass(frozen=True)
+class Answerer:
+    """Who answers a frozen record, through which link."""
+
+    actor: Actor
+    document: NoteDocument
+    case: Case
+    party_id: int | None
+
+
+async def _by_hearing_link(session: AsyncSession, request: web.Request) -> Answerer:
     principal = await access.by_link(
         session,
         settings(request).secret_key,
@@ -364,47 +430,84 @@ async def _party_record(
         doc_key(RECORD, hearing_id=principal.hearing.id),
         lambda d, c: access.check_read(principal, d, c),
     )
-    return principal, document, case
+    return Answerer(principal.actor, document, case, _party_id(principal))
+
+
+async def _by_confirmation_link(session: AsyncSession, request: web.Request) -> Answerer:
+    document, case, party = await links.read_confirmation_link(
+        session, settings(request).secret_key, request.match_info["token"]
+    )
+    actor = Actor(
+        "party",
+        party.id,
+        party.name,
+        client_ip(request),
+        request.headers.get("User-Agent", "")[:300],
+    )
+    return Answerer(actor, document, case, party.id)
 
 
 async def party_pdf(request: web.Request) -> web.StreamResponse:
+    return await _pdf_for(request, _by_hearing_link)
+
+
+async def confirmation_pdf(request: web.Request) -> web.StreamResponse:
+    return await _pdf_for(request, _by_confirmation_link)
+
+
+async def _pdf_for(
+    request: web.Request, resolve: Callable[[AsyncSession, web.Request], Awaitable[Answerer]]
+) -> web.StreamResponse:
     try:
         async with transaction(request) as session:
-            _principal_, document, _case = await _party_record(session, request)
-    except InvitationError as exc:
+            who = await resolve(session, request)
+    except (InvitationError, links.ConfirmationLinkError) as exc:
         return _link_error(request, exc)
-    response = _pdf(document)
+    response = _pdf(who.document)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
 async def party_answer(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, _by_hearing_link, party_notes, "/h/{token}/notes")
+
+
+async def confirmation_answer(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, _by_confirmation_link, confirmation_page, "/r/{token}")
+
+
+async def _answer(
+    request: web.Request,
+    resolve: Callable[[AsyncSession, web.Request], Awaitable[Answerer]],
+    page: Callable[..., Awaitable[web.StreamResponse]],
+    back: str,
+) -> web.StreamResponse:
+    """``back``: where to go afterwards (``{token}`` is filled in)."""
     answer = request.match_info["answer"]
     if answer not in ("code", "confirm", "objection"):
         raise web.HTTPNotFound()
     form = await request.post()
-    token = request.match_info["token"]
     try:
         async with transaction(request) as session:
-            principal, document, case = await _party_record(session, request)
-            party_id = _party_id(principal)
+            who = await resolve(session, request)
             if answer == "code":
+                number = who.case.number
 
                 def body(code: str) -> str:
                     return _(
                         "Yuntiao: your code to confirm the hearing record of case %(number)s "
                         "is %(code)s. It is valid for 10 minutes. Do not give it to anyone.",
-                        number=case.number,
+                        number=number,
                         code=code,
                     )
 
                 await record.do_send_code(
                     session,
-                    principal.actor,
+                    who.actor,
                     notification_sender(session),
-                    document,
-                    case,
-                    party_id,
+                    who.document,
+                    who.case,
+                    who.party_id,
                     body,
                 )
                 done = "code"
@@ -412,10 +515,10 @@ async def party_answer(request: web.Request) -> web.StreamResponse:
                 code = form.get("code")
                 await record.do_confirm(
                     session,
-                    principal.actor,
-                    document,
-                    case,
-                    party_id,
+                    who.actor,
+                    who.document,
+                    who.case,
+                    who.party_id,
                     code if isinstance(code, str) else "",
                     form.get("read") == "yes",
                 )
@@ -424,18 +527,55 @@ async def party_answer(request: web.Request) -> web.StreamResponse:
                 text = form.get("objection")
                 await record.do_object(
                     session,
-                    principal.actor,
-                    document,
-                    case,
-                    party_id,
+                    who.actor,
+                    who.document,
+                    who.case,
+                    who.party_id,
                     text if isinstance(text, str) else "",
                 )
                 done = "objected"
-    except InvitationError as exc:
+    except (InvitationError, links.ConfirmationLinkError) as exc:
         return _link_error(request, exc)
     except DomainError as exc:
         message = i18n.translate(exc.message, exc.params, settings(request).timezone)
-        return await party_notes(request, error=message, status=_status(exc))
-    response = web.Response(status=303, headers={"Location": f"/h/{token}/notes?done={done}"})
+        return await page(request, error=message, status=_status(exc))
+    target = back.format(token=request.match_info["token"]) + f"?done={done}"
+    response = web.Response(status=303, headers={"Location": target})
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def tell_parties(request: web.Request) -> Any:
+    """``NoteHub.freeze``'s ``after``: each party of the hearing with a phone number gets a text
+    message with their own confirmation link, in the freeze's transaction."""
+    config = settings(request)
+
+    async def after(
+        session: AsyncSession, document: NoteDocument, case: Case, principal: access.Principal
+    ) -> None:
+        for party, _answer in await record.confirmations(session, document.id):
+            if not party.phone.strip():
+                continue
+            link = (
+                config.base_url
+                + "/r/"
+                + links.issue_confirmation_link(config.secret_key, document, party)
+            )
+            text = _(
+                "Yuntiao: the record of your hearing in case %(number)s is final. Read it and "
+                "confirm it, or note an objection, within %(days)s days: %(link)s",
+                number=case.number,
+                days=links.CONFIRMATION_LINK_DAYS,
+                link=link,
+            )
+            await do_notify(
+                session,
+                principal.actor,
+                notification_sender(session),
+                Notification(
+                    SMS, party.phone, text, case_id=case.id, hearing_id=document.hearing_id
+                ),
+                case=case,
+            )
+
+    return after
