@@ -193,7 +193,7 @@ async def test_party_in_the_hearing_room_reads_the_record_live(
 
 @pytest.mark.browser
 @pytest.mark.parametrize("engine_name", ["sqlite"])
-async def test_chinese_input_method_while_someone_else_types(
+async def test_chinese_input_method_and_undo_while_someone_else_types(
     client: Any, sessionmaker: Any, demo_logins: dict[str, str]
 ) -> None:
     """The clerk composes with a pinyin input method (Chromium's IME events through CDP) while
@@ -245,5 +245,12 @@ async def test_chinese_input_method_while_someone_else_types(
                 "(sel) => document.querySelector(sel).selectionStart", editor
             )
             assert caret == len("【开始】甲：调解")
+            # Undo takes back the clerk's own words only, not the mediator's.
+            await clerk.keyboard.press("Control+z")
+            after_undo = "【开始】甲：\n乙：😀同意👍"
+            await mediator.until(lambda: str(mediator.text(key)) == after_undo, seconds=10)
+            assert await clerk.input_value(editor) == after_undo
+            await clerk.keyboard.press("Control+y")
+            await mediator.until(lambda: str(mediator.text(key)) == expected, seconds=10)
     finally:
         await mediator.sio.disconnect()

@@ -9,6 +9,7 @@
 // what it last showed and turns the difference into Y.Text operations (UTF-16 positions, as
 // Yjs and the textarea both count); remote changes move the caret through the change's delta.
 // While an input method is composing, remote changes are held back and applied right after.
+import { Y } from "/static/vendor/yjs-bundle.mjs";
 import { NotesConnection } from "./record-sync.js";
 
 const isHigh = (code) => code >= 0xd800 && code <= 0xdbff;
@@ -68,6 +69,28 @@ export class TextareaBinding {
     });
     this.el.addEventListener("input", (event) => {
       if (!this.composing && !event.isComposing) this.commit();
+    });
+    // Undo and redo take back only this person's own typing (Y.UndoManager), never another
+    // editor's; the browser's own undo history is lost whenever a remote change arrives.
+    this.undo = new Y.UndoManager(ytext, { trackedOrigins: new Set([this]), captureTimeout: 600 });
+    this.el.addEventListener("keydown", (event) => {
+      const mod = event.ctrlKey || event.metaKey;
+      if (!mod || this.composing) return;
+      const key = event.key.toLowerCase();
+      if (key === "z" && !event.shiftKey) {
+        event.preventDefault();
+        this.undo.undo();
+      } else if (key === "y" || (key === "z" && event.shiftKey)) {
+        event.preventDefault();
+        this.undo.redo();
+      }
+    });
+    this.el.addEventListener("beforeinput", (event) => {
+      if (event.inputType === "historyUndo" || event.inputType === "historyRedo") {
+        event.preventDefault();
+        if (event.inputType === "historyUndo") this.undo.undo();
+        else this.undo.redo();
+      }
     });
     ytext.observe((event, transaction) => {
       if (transaction.origin === this) return;
@@ -303,13 +326,9 @@ function mount(connection, root) {
       say(event.detail.frozen ? "frozen" : "read_only");
     }
   });
+  // The binding already follows every change through the Y.Text; the view redraws once synced.
   connection.addEventListener("synced", (event) => {
-    if (event.detail.key !== key) return;
-    if (binding) {
-      binding.shown = handle.text.toString();
-      if (!binding.composing) area.value = binding.shown;
-    }
-    draw();
+    if (event.detail.key === key) draw();
   });
   connection.addEventListener("refused", (event) => {
     if (event.detail.key && event.detail.key !== key) return;
