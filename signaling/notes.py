@@ -11,11 +11,13 @@ document (``record:<hearing>``, ``shared:<case>``, ``private:<case>``):
   and acknowledged ``{ok: true, seq}`` only after the commit, then relayed to the room. From a
   reader, updates are refused (ack ``{ok: false, error}`` and an ``error`` event) and a step 2 is
   ignored;
-- ``close`` ``{doc}`` leaves the room.
+- ``close`` ``{doc}`` leaves the room;
+- ``aw`` ``{doc, m}``: a y-protocols awareness update (who is writing), from writers only,
+  relayed to the room and never stored.
 
-Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates), ``frozen`` ``{doc}`` (the
-record takes no more edits; open it again) and ``error`` ``{code, message, event, doc}``. Access is checked again on every message: a revoked link or ended session stops at
-once.
+Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates), ``aw`` ``{doc, m}``, ``frozen``
+``{doc}`` (the record takes no more edits; open it again) and ``error`` ``{code, message, event,
+doc}``. Access is checked again on every message: a revoked link or ended session stops at once.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ NAMESPACE = "/notes"
 SESSION_COOKIE = "yuntiao_session"
 MESSAGE_SYNC = 0
 SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE = 0, 1, 2
+MAX_AWARENESS_BYTES = 2048
 Translate = Callable[[str, str, dict[str, Any]], str]
 
 
@@ -102,6 +105,7 @@ class NotesSignaling:
         sio.on("open", namespace=NAMESPACE)(self.on_open)
         sio.on("y", namespace=NAMESPACE)(self.on_y)
         sio.on("close", namespace=NAMESPACE)(self.on_close)
+        sio.on("aw", namespace=NAMESPACE)(self.on_awareness)
 
     def _authorise(self, state: dict[str, Any]) -> Authorise:
         ip, ua = state.get("ip", ""), state.get("ua", "")
@@ -125,6 +129,7 @@ class NotesSignaling:
             "ip": str(environ.get("REMOTE_ADDR", ""))[:64],
             "ua": str(environ.get("HTTP_USER_AGENT", ""))[:300],
             "docs": [],
+            "writes": [],  # documents this socket opened as a writer (presence is theirs only)
         }
         try:
             async with transaction(self.maker) as session:
@@ -166,6 +171,10 @@ class NotesSignaling:
         await self.sio.enter_room(sid, _room(document.key), namespace=NAMESPACE)
         if document.key not in state["docs"]:
             state["docs"].append(document.key)
+        if grant.write and not frozen and document.key not in state["writes"]:
+            state["writes"].append(document.key)
+        elif not (grant.write and not frozen) and document.key in state["writes"]:
+            state["writes"].remove(document.key)
         return {
             "ok": True,
             "doc": document.key,
@@ -178,6 +187,8 @@ class NotesSignaling:
         key = data.get("doc") if isinstance(data, dict) else None
         if isinstance(key, str) and key in state["docs"]:
             state["docs"].remove(key)
+            if key in state["writes"]:
+                state["writes"].remove(key)
             await self.sio.leave_room(sid, _room(key), namespace=NAMESPACE)
         return {"ok": True}
 
@@ -237,6 +248,26 @@ class NotesSignaling:
             return {"ok": True}
         accepted = await self.hub.accept(key, update, self._authorise(state), origin=sid)
         return {"ok": True, "seq": accepted.seq}
+
+    async def on_awareness(self, sid: str, data: Any = None) -> None:
+        """Presence (who is writing): a y-protocols awareness update, relayed as is to the
+        document's other sockets, never stored. Only writers announce themselves."""
+        state = await self.sio.get_session(sid, namespace=NAMESPACE)
+        key = data.get("doc") if isinstance(data, dict) else None
+        message = data.get("m") if isinstance(data, dict) else None
+        if (
+            isinstance(key, str)
+            and key in state["writes"]
+            and isinstance(message, bytes | bytearray)
+            and len(message) <= MAX_AWARENESS_BYTES
+        ):
+            await self.sio.emit(
+                "aw",
+                {"doc": key, "m": bytes(message)},
+                room=_room(key),
+                skip_sid=sid,
+                namespace=NAMESPACE,
+            )
 
     async def _frozen(self, key: str) -> None:
         await self.sio.emit("frozen", {"doc": key}, room=_room(key), namespace=NAMESPACE)

@@ -64,6 +64,13 @@ async def test_two_browsers_type_at_once_and_converge(
         for page in (mediator, clerk):
             await page.goto(url)
             await page.wait_for_selector(editor, state="visible")
+        # Each editor sees who else is writing (presence, never stored).
+        await mediator.wait_for_function(
+            "() => document.querySelector('.record-people')?.textContent.includes('陈书记员')"
+        )
+        await clerk.wait_for_function(
+            "() => document.querySelector('.record-people')?.textContent.includes('李静')"
+        )
         await party.goto(f"{base}/h/{links[APPLICANT][1]}/notes")
         await party.wait_for_selector(f'[data-record-doc="{key}"][data-state="read_only"]')
         assert not await party.is_visible(f'[data-record-doc="{key}"] textarea')

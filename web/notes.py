@@ -66,6 +66,7 @@ EDITOR_TEXTS: dict[str, str] = {
     "frozen": N_("Frozen at the end of the hearing: it can no longer be changed."),
     "refused": N_("Not available:"),
     "rejected": N_("Not saved:"),
+    "writing": N_("Also writing:"),
 }
 SPEAKERS = (N_("Applicant"), N_("Respondent"), N_("Mediator"))
 STAFF_DONE = {

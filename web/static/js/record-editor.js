@@ -280,6 +280,7 @@ function mount(connection, root) {
   const toolbar = root.querySelector(".record-toolbar");
   const status = root.querySelector(".record-status");
   const empty = root.querySelector(".record-empty");
+  const people = root.querySelector(".record-people");
   const handle = connection.open(key);
   let binding = null;
   let frame = 0;
@@ -344,6 +345,13 @@ function mount(connection, root) {
     else if (root.dataset.state === "offline") say("read_only");
   });
 
+  connection.addEventListener("presence", (event) => {
+    if (event.detail.key !== key || !people) return;
+    const names = connection.writers(key);
+    people.textContent = names.length ? `${texts.writing || ""} ${names.join("、")}` : "";
+    people.hidden = names.length === 0;
+  });
+
   if (toolbar) {
     toolbar.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-format]");
@@ -357,7 +365,7 @@ function mount(connection, root) {
 const roots = [...document.querySelectorAll("[data-record-doc]")];
 if (roots.length) {
   const token = roots[0].dataset.recordToken || "";
-  const connection = new NotesConnection(token);
+  const connection = new NotesConnection(token, roots[0].dataset.recordName || "");
   window.yuntiaoNotes = connection; // for the browser tests and the console
   for (const root of roots) mount(connection, root);
   // In the hearing room a party can read the record only once admitted: try again when the

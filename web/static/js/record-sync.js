@@ -4,7 +4,7 @@
 // "saved" once the server acknowledges it (it is then stored). After a dropped connection the
 // documents are opened again and the sync handshake sends whatever did not get through.
 import { io } from "/static/vendor/socket.io.esm.min.js";
-import { Y, decoding, encoding, syncProtocol } from "/static/vendor/yjs-bundle.mjs";
+import { Y, awarenessProtocol, decoding, encoding, syncProtocol } from "/static/vendor/yjs-bundle.mjs";
 
 const MESSAGE_SYNC = 0;
 const REMOTE = Symbol("remote");
@@ -12,8 +12,9 @@ export const TEXT_NAME = "text"; // notes/catalogue.py TEXT_NAME
 
 export class NotesConnection extends EventTarget {
   /** token: the hearing link (parties, and staff inside a hearing); none: the staff session. */
-  constructor(token) {
+  constructor(token, name = "") {
     super();
+    this.name = name; // shown to the other writers of a document while this page writes it
     this.handles = new Map();
     this.unacked = 0;
     this.socket = io("/notes", {
@@ -25,11 +26,23 @@ export class NotesConnection extends EventTarget {
       for (const handle of this.handles.values()) this.#open(handle);
       this.#status();
     });
-    this.socket.on("disconnect", () => this.#status());
+    this.socket.on("disconnect", () => {
+      for (const handle of this.handles.values()) {
+        const others = [...handle.awareness.getStates().keys()].filter((c) => c !== handle.doc.clientID);
+        awarenessProtocol.removeAwarenessStates(handle.awareness, others, REMOTE);
+      }
+      this.#status();
+    });
     this.socket.on("connect_error", (err) => {
       this.#emit("refused", { error: err?.data || { message: String(err?.message || err) } });
     });
     this.socket.on("y", (data) => this.#receive(data));
+    this.socket.on("aw", (data) => {
+      const handle = this.handles.get(data?.doc);
+      if (handle && data.m) {
+        awarenessProtocol.applyAwarenessUpdate(handle.awareness, new Uint8Array(data.m), REMOTE);
+      }
+    });
     this.socket.on("error", (error) => this.#emit("error", { error }));
     this.socket.on("frozen", (data) => {
       const handle = this.handles.get(data?.doc);
@@ -75,6 +88,29 @@ export class NotesConnection extends EventTarget {
     });
     handle.doc = doc;
     handle.text = doc.getText(TEXT_NAME);
+    // Presence: who else is writing this document right now (never stored).
+    handle.awareness?.destroy();
+    handle.awareness = new awarenessProtocol.Awareness(doc);
+    handle.awareness.setLocalState(null);
+    handle.awareness.on("update", ({ added, updated, removed }, origin) => {
+      if (origin !== REMOTE && handle.writable && this.socket.connected) {
+        const changed = added.concat(updated, removed);
+        const m = awarenessProtocol.encodeAwarenessUpdate(handle.awareness, changed);
+        this.socket.emit("aw", { doc: handle.key, m });
+      }
+      this.#emit("presence", { key: handle.key });
+    });
+  }
+
+  /** Names of the others writing document `key` now. */
+  writers(key) {
+    const handle = this.handles.get(key);
+    if (!handle) return [];
+    const names = [];
+    for (const [client, state] of handle.awareness.getStates()) {
+      if (client !== handle.doc.clientID && state?.name) names.push(state.name);
+    }
+    return [...new Set(names)];
   }
 
   get state() {
@@ -100,6 +136,7 @@ export class NotesConnection extends EventTarget {
       handle.writable = Boolean(ack.writable);
       handle.frozen = Boolean(ack.frozen);
       handle.ready = true;
+      handle.awareness.setLocalState(handle.writable && this.name ? { name: this.name } : null);
       const encoder = encoding.createEncoder();
       encoding.writeVarUint(encoder, MESSAGE_SYNC);
       syncProtocol.writeSyncStep1(encoder, handle.doc);
