@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from notes.catalogue import MAX_UPDATE_BYTES
 from notes.models import NoteDocument
 from notes.text import text_of_update, transform_to
 from rooms.models import Hearing
+
+log = logging.getLogger("yuntiao.notes")
 
 Authorise = Callable[[AsyncSession], Awaitable[Principal]]
 # Told of every accepted update (by this process): key, seq, update, and who sent it (a socket
@@ -90,6 +93,13 @@ class NoteHub:
         self.freeze_listeners: list[FreezeListener] = []
         self._queues: dict[str, list[_Pending]] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Let stored edits finish and snapshots being written land (before the engine closes)."""
+        pending = [*self._drains.values(), *self._background]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # ---- the in-memory documents ----------------------------------------------------------
 
@@ -138,10 +148,22 @@ class NoteHub:
             live.doc.apply_update(update)
             live.seq = seq
             if live.seq - live.snapshot_seq >= self.snapshot_every:
-                state, upto = live.doc.get_update(), live.seq
-                async with transaction(self.maker) as session:
-                    await store.write_snapshot(session, live.document_id, state, upto)
-                live.snapshot_seq = upto
+                # Written beside the edits, not in their way: a snapshot only speeds up loading.
+                live.snapshot_seq = live.seq
+                task = asyncio.create_task(
+                    self._snapshot(live.document_id, live.doc.get_update(), live.seq)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _snapshot(self, document_id: int, state: bytes, upto: int) -> None:
+        try:
+            async with transaction(self.maker) as session:
+                await store.write_snapshot(session, document_id, state, upto)
+        except Exception:  # noqa: BLE001 - the next one will do; the updates are all stored
+            log.warning(
+                "snapshot of notes document %s up to %s failed", document_id, upto, exc_info=True
+            )
 
     async def sync_step2(self, document: NoteDocument, state_vector: bytes) -> bytes:
         """The update a client with ``state_vector`` is missing (the reply to its sync step 1)."""

@@ -33,4 +33,11 @@ def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
             sio, app[SESSIONMAKER], hub, settings.secret_key, translate
         )
 
+    async def stop(app: web.Application) -> None:
+        hub = app.get(notes_pages.NOTES_HUB)
+        if hub is not None:
+            await hub.close()
+
     app.on_startup.append(start)
+    # on_shutdown runs before the database engine is closed (a cleanup_ctx), on_cleanup after.
+    app.on_shutdown.append(stop)

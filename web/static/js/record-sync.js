@@ -40,7 +40,14 @@ export class NotesConnection extends EventTarget {
     this.socket.on("aw", (data) => {
       const handle = this.handles.get(data?.doc);
       if (handle && data.m) {
+        const known = new Set(handle.awareness.getStates().keys());
         awarenessProtocol.applyAwarenessUpdate(handle.awareness, new Uint8Array(data.m), REMOTE);
+        const newcomer = [...handle.awareness.getStates().keys()].some((c) => !known.has(c));
+        if (newcomer && handle.writable && handle.awareness.getLocalState()) {
+          // Someone just arrived: tell them at once that we are here too.
+          const m = awarenessProtocol.encodeAwarenessUpdate(handle.awareness, [handle.doc.clientID]);
+          this.socket.emit("aw", { doc: handle.key, m });
+        }
       }
     });
     this.socket.on("error", (error) => this.#emit("error", { error }));
