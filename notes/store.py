@@ -13,6 +13,7 @@ from pycrdt import Doc, merge_updates
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from cases.actor import Actor
 from cases.models import Case, utcnow
@@ -41,8 +42,16 @@ async def open_document(
     if parsed is None:
         raise errors.not_found()
     kind, number = parsed
-    document = await get_document(session, key)
-    if document is None:
+    found = (
+        await session.execute(
+            select(NoteDocument, Case)
+            .join(Case, Case.id == NoteDocument.case_id)
+            .where(NoteDocument.key == key)
+            # Access checks need the case's own columns, not its parties (a query less per edit).
+            .options(raiseload(Case.parties))
+        )
+    ).first()
+    if found is None:
         if kind == RECORD:
             hearing = await session.get(Hearing, number)
             if hearing is None:
@@ -56,9 +65,7 @@ async def open_document(
         if check is not None:
             check(NoteDocument(key=key, kind=kind, case_id=case_id, hearing_id=hearing_id), case)
         return await _create(session, key, kind, case_id, hearing_id), case
-    case = await session.get(Case, document.case_id)
-    if case is None:  # pragma: no cover - FK guarantees it
-        raise errors.not_found()
+    document, case = found
     if check is not None:
         check(document, case)
     return document, case
