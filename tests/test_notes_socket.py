@@ -150,3 +150,23 @@ async def test_private_notes_never_reach_a_party_socket(
             assert secret.encode() not in data["m"]
         else:
             assert event == "error" and "底线" not in repr(data)
+
+
+async def test_presence_is_relayed_from_writers_only(
+    links: dict[str, Any], clients: Any, sessionmaker: Any
+) -> None:
+    key = f"record:{links['hearing']}"
+    mediator = await clients("mediator", links[MEDIATOR][1])
+    clerk = await clients("clerk", links[CLERK][1])
+    party = await clients("party", links[APPLICANT][1])
+    for c in (mediator, clerk, party):
+        await c.open(key)
+    await party.sio.emit("aw", {"doc": key, "m": b"\x01\x02party"}, namespace="/notes")
+    await mediator.sio.emit("aw", {"doc": key, "m": b"\x01\x02mediator"}, namespace="/notes")
+    await clerk.until(lambda: bool(clerk.events("aw")))
+    await party.until(lambda: bool(party.events("aw")))
+    await asyncio.sleep(0.2)
+    assert [e["m"] for e in clerk.events("aw")] == [b"\x01\x02mediator"]
+    assert not mediator.events("aw")  # not echoed to the sender
+    async with sessionmaker() as session:  # presence is never stored
+        assert await session.scalar(select(func.count()).select_from(NoteUpdate)) == 0
