@@ -93,6 +93,10 @@ class AuditAction(StrEnum):
     JUDICIAL_PACKAGE_EXPORTED = "agreement.judicial_package"
     JUDICIAL_REMINDER_SENT = "agreement.judicial_reminder"
     AGREEMENT_DRAFT_SHARED = "agreement.draft_shared"
+    NOTES_RESTORED = "notes.restored"
+    RECORD_FROZEN = "notes.record_frozen"
+    RECORD_CONFIRMED = "notes.record_confirmed"
+    RECORD_OBJECTED = "notes.record_objected"
 
 
 def canonical_json(value: Any) -> str:

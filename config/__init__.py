@@ -120,10 +120,6 @@ class Settings:
         "machine's own addresses (set 127.0.0.1 when everything runs on one machine).",
     )
 
-    @property
-    def recordings_dir(self) -> Path:
-        return self.data_dir / "recordings"
-
     evidence_upload_expiry_s: int = _setting(
         72 * 3600,
         "An evidence upload left unfinished this long (seconds since its last byte) is deleted.",
@@ -136,6 +132,11 @@ class Settings:
         600,
         "How often the server's evidence housekeeping runs (expire uploads, sign tree heads), "
         "in seconds; 0 turns it off.",
+    )
+    notes_snapshot_every: int = _setting(
+        200,
+        "Hearing records and case notes: compact a document into a snapshot after this many "
+        "edits (every edit is kept as history).",
     )
 
     document_font_path: Path = _setting(
@@ -172,6 +173,10 @@ class Settings:
         "Days before the 30-day judicial confirmation deadline (People's Mediation Law Art. 33) "
         "that parties and the mediator are reminded.",
     )
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
 
     @property
     def database_url_resolved(self) -> str:

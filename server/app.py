@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cases.protect import FieldCipher
 from config import Settings
 from server import api, db
+from server import notes as notes_wiring
 from server.middlewares import MIDDLEWARES
 from server.recording import RECORDERS, archive_jobs
 from signaling.connections import Connections, LocalConnections, RedisConnections
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     recording_pages.setup(app)
     evidence_pages.setup(app)
     agreement_pages.setup(app)
+    notes_wiring.setup(app, sio)  # hearing records and case notes: pages and /notes
     api.setup(app)
     app.router.add_get("/healthz", _healthz)
     return app

@@ -24,6 +24,7 @@ PACKAGES = {
     "config",
     "esign",
     "evidence",
+    "notes",
     "recordings",
     "rooms",
     "server",

@@ -61,6 +61,7 @@ from cases.notifications import (
 from config import Settings
 from esign.catalogue import ESIGN_AUDIT_LABELS
 from evidence.catalogue import EVIDENCE_AUDIT_LABELS
+from notes.catalogue import NOTES_AUDIT_LABELS
 from recordings.catalogue import RECORDING_AUDIT_LABELS
 from rooms import hearings as hearing_actions
 from rooms.catalogue import (
@@ -132,6 +133,7 @@ AUDIT_LABELS: dict[str, str] = {
     **EVIDENCE_AUDIT_LABELS,
     **RECORDING_AUDIT_LABELS,
     **ESIGN_AUDIT_LABELS,
+    **NOTES_AUDIT_LABELS,
 }
 
 # The closed vocabularies a template may label with ``code|label('…')``.

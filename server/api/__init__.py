@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.api import admin, agreements, cases, evidence
+from server.api import admin, agreements, cases, evidence, notes
 from server.api.registry import PREFIX, ApiRegistry, json_response
 
 
@@ -14,6 +14,7 @@ def build_registry() -> ApiRegistry:
     cases.register(api)
     evidence.register(api)
     agreements.register(api)
+    notes.register(api)
     return api
 
 
