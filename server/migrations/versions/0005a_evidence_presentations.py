@@ -1,7 +1,7 @@
 """evidence: what each hearing (sub)room is being shown (presentation state shared by processes)
 
 Revision ID: 0005a
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-23
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import cases.models
 
 revision: str = '0005a'
-down_revision: str | None = '0006'
+down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
