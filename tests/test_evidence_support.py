@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cases.models import Party, utcnow
+from cases.uow import transaction
 from rooms.invitations import issue_invitation
 from rooms.models import Hearing, HearingParticipant
 from web.context import SETTINGS
@@ -109,7 +110,9 @@ async def upload(
 
 async def party_token(client: Any, sessionmaker: Any, case_id: int, role: str = "applicant") -> str:
     """A hearing link token for the first party of ``case_id`` with ``role``."""
-    async with sessionmaker() as session:
+    # A unit of work (the writer's turn, BEGIN IMMEDIATE on SQLite): a plain session that reads
+    # and then writes can be refused at once while the server writes (WAL snapshot).
+    async with transaction(sessionmaker) as session:
         party = await session.scalar(
             select(Party).where(Party.case_id == case_id, Party.role == role).order_by(Party.id)
         )
@@ -129,7 +132,7 @@ async def party_token(client: Any, sessionmaker: Any, case_id: int, role: str = 
             side=role,
         )
         session.add(participant)
-        await session.commit()
+        await session.flush()
         return issue_invitation(client.app[SETTINGS].secret_key, hearing, participant)
 
 
