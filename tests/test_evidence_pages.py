@@ -347,3 +347,29 @@ async def test_mediator_records_an_oral_opinion_on_the_matrix_page(
     csrf = await login(client, "mediator2", demo_logins["mediator2"])
     resp = await client.post("/cases/1/evidence/examination", data={**form, "csrf_token": csrf})
     assert resp.status == 403
+
+
+async def test_receipt_as_pdf_with_the_hash_and_the_proof(
+    client: Any, staff: dict[str, str], sessionmaker: Any
+) -> None:
+    import hashlib
+    import subprocess
+
+    data = real_pdf()
+    assert (await upload(client, staff, data, title="借条<b>&")).status == 204
+    token = await party_token(client, sessionmaker, 1, "respondent")
+    page = await (await client.get(f"/h/{token}/evidence/1/receipt")).text()
+    assert f'href="/h/{token}/evidence/1/receipt.pdf"' in page
+    resp = await client.get(f"/h/{token}/evidence/1/receipt.pdf")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/pdf"
+    pdf = await resp.read()
+    assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf  # the CJK font is embedded
+    text = subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True
+    ).stdout.decode()
+    compact = "".join(text.split())
+    assert "证据回执" in compact and "借条<b>&" in compact
+    assert hashlib.sha256(data).hexdigest() in compact
+    assert "如何核验本回执" in compact
+    # A party of another case cannot fetch it for case 1's item (their link has no item 1).
+    assert (await client.get("/h/forged.token/evidence/1/receipt.pdf")).status == 403

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -34,7 +35,16 @@ from cases.catalogue import N_
 from cases.errors import Conflict, DomainError, Forbidden, Invalid
 from cases.models import Case, Party, utcnow
 from config import Settings
-from evidence import examination, filetypes, housekeeping, items, ledger, presenting, previews
+from evidence import (
+    examination,
+    filetypes,
+    housekeeping,
+    items,
+    ledger,
+    presenting,
+    previews,
+    receipts,
+)
 from evidence.access import Principal, party_principal, staff_principal
 from evidence.catalogue import (
     CATEGORIES,
@@ -160,9 +170,11 @@ def setup(app: web.Application) -> None:
     r.add_post(r"/cases/{case_id:\d+}/evidence/examination", matrix_record)
     r.add_get(r"/cases/{case_id:\d+}/evidence/{number:\d+}/preview", staff_preview)
     r.add_get(r"/cases/{case_id:\d+}/evidence/{number:\d+}/receipt", staff_receipt)
+    r.add_get(r"/cases/{case_id:\d+}/evidence/{number:\d+}/receipt.pdf", staff_receipt_pdf)
     r.add_get("/h/{token}/evidence", party_page)
     r.add_get(r"/h/{token}/evidence/{number:\d+}/preview", party_preview)
     r.add_get(r"/h/{token}/evidence/{number:\d+}/receipt", party_receipt)
+    r.add_get(r"/h/{token}/evidence/{number:\d+}/receipt.pdf", party_receipt_pdf)
     r.add_get(r"/h/{token}/evidence/{number:\d+}/content", party_content)
     r.add_post(r"/h/{token}/evidence/{number:\d+}/opinions", party_opinions)
     r.add_get("/evidence/presented/{ticket}", presented_content)
@@ -664,6 +676,8 @@ async def _receipt(request: web.Request, viewer: Viewer, session: AsyncSession) 
         "signed_at": signed_at,
         "entry_pretty": json.dumps(json.loads(proof.entry), ensure_ascii=False, indent=2),
         "list_url": viewer.base,
+        "pdf_url": f"{viewer.base}/{item.number}/receipt.pdf",
+        "howto": [_(step) for step in RECEIPT_HOWTO],
     }
 
 
@@ -679,3 +693,113 @@ async def party_receipt(request: web.Request) -> web.StreamResponse:
         viewer = await _party_viewer(session, request)
         values = await _receipt(request, viewer, session)
     return _render(request, "evidence_receipt.html", values)
+
+
+# The verification steps, shown on the receipt page and printed in the PDF.
+RECEIPT_HOWTO: list[str] = [
+    N_(
+        "Compute the SHA-256 of your copy of the file (for example `sha256sum file` or "
+        "`certutil -hashfile file SHA256`) and compare it with the hash above. Equal hashes "
+        "mean the same bytes."
+    ),
+    N_(
+        "The ledger entry above names this hash. Its leaf hash is SHA-256 of a zero byte "
+        "followed by the entry's bytes (UTF-8)."
+    ),
+    N_(
+        "Combine the leaf hash with the audit path as RFC 6962 (Certificate Transparency) "
+        "describes: each step is SHA-256 of a one byte, then the left and the right hash. The "
+        "result must equal the root hash."
+    ),
+    N_(
+        "Check the Ed25519 signature with the platform public key over the RFC 6962 tree head: "
+        "version 0, signature type 1, the timestamp and the tree size as 8-byte big-endian "
+        "numbers, then the root hash."
+    ),
+    N_(
+        "Keep this receipt. Anyone holding it can later ask the platform for a consistency "
+        "proof (GET /api/v1/evidence/ledger/consistency) to a newer tree head: if any earlier "
+        "entry had been removed or changed, no such proof exists."
+    ),
+]
+
+
+async def _receipt_pdf(request: web.Request, values: dict[str, Any]) -> web.Response:
+    item: EvidenceItem = values["item"]
+    case: Case = values["case"]
+    head = values["head"]
+    proof = values["proof"]
+    local = i18n.format_local
+    zone = ZoneInfo(settings(request).timezone)
+    sections = [
+        (
+            _("No. %(number)s", number=item.number) + " " + item.title,
+            [
+                (_("Case"), f"{case.number} {case.title}"),
+                (_("Evidence number"), str(item.number)),
+                (_("Kind of evidence"), values["category"]),
+                (_("Submitted by"), item.submitter_label),
+                (_("Registered at"), local(item.submitted_at, zone)),
+                (_("File"), f"{values['kind']}, {values['size']} ({item.size} B)"),
+                (_("Original file name (information only)"), item.original_filename),
+                (_("SHA-256 of the file"), item.sha256),
+            ],
+        ),
+        (
+            _("Proof of registration"),
+            [
+                (_("Ledger entry (leaf index)"), str(proof.proof.leaf_index)),
+                (_("Leaf hash"), proof.leaf_hash),
+                (_("Ledger entry (the exact bytes hashed)"), proof.entry),
+                (
+                    _("Inclusion proof (audit path, from the leaf upwards)"),
+                    "\n".join(values["path"]) or _("empty: the ledger had only this entry"),
+                ),
+            ],
+        ),
+        (
+            _("Signed tree head"),
+            [
+                (_("Tree size"), str(head["tree_size"])),
+                (_("Signed at"), f"{local(values['signed_at'], zone)} ({head['timestamp_ms']} ms)"),
+                (_("Root hash"), head["root_hash"]),
+                (_("Signature (Ed25519, base64)"), head["signature"]),
+                (_("Platform public key (base64)"), head.get("public_key", "")),
+                (_("Key id (SHA-256 of the public key)"), head["key_id"]),
+            ],
+        ),
+    ]
+    title = _("Evidence receipt")
+    data = await asyncio.to_thread(
+        receipts.render_receipt,
+        title=title,
+        header=case.number,
+        document_id=f"EV-{case.id}-{item.number}-{proof.proof.tree_size}",
+        sections=sections,
+        howto_heading=_("How to verify this receipt"),
+        howto=[_(step) for step in RECEIPT_HOWTO],
+        font_path=settings(request).document_font_path,
+    )
+    return web.Response(
+        body=data,
+        content_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="evidence-receipt-{case.id}-{item.number}.pdf"',
+            "Cache-Control": "private, no-store",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+async def staff_receipt_pdf(request: web.Request) -> web.StreamResponse:
+    async with transaction(request) as session:
+        viewer = await _staff_viewer(session, request)
+        values = await _receipt(request, viewer, session)
+    return await _receipt_pdf(request, values)
+
+
+async def party_receipt_pdf(request: web.Request) -> web.StreamResponse:
+    async with transaction(request) as session:
+        viewer = await _party_viewer(session, request)
+        values = await _receipt(request, viewer, session)
+    return await _receipt_pdf(request, values)
