@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, Paragraph, Spacer
+from reportlab.platypus import Flowable, Paragraph, Spacer, TableStyle
 
 from documents.pdf import MARGIN, PageMarks, build_pdf, grid, styles
 
@@ -43,6 +43,7 @@ def render_receipt(
             ],
             colWidths=[LABEL_WIDTH, value_width],
         )
+        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
         flowables.append(table)
     flowables.append(Spacer(1, 3 * mm))
     flowables.append(Paragraph(escape(howto_heading), st.heading))
