@@ -4,6 +4,7 @@ independently, authorisation on every page route, and the housekeeping job."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -364,9 +365,14 @@ async def test_receipt_as_pdf_with_the_hash_and_the_proof(
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/pdf"
     pdf = await resp.read()
     assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf  # the CJK font is embedded
-    text = subprocess.run(
-        ["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True
-    ).stdout.decode()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["pdftotext", "-layout", "-", "-"],
+        input=pdf,
+        capture_output=True,
+        check=True,
+    )
+    text = done.stdout.decode()
     compact = "".join(text.split())
     assert "证据回执" in compact and "借条<b>&" in compact
     assert hashlib.sha256(data).hexdigest() in compact
