@@ -32,7 +32,14 @@ from cases.notifications import SMS, Notification, Sender, do_notify
 from documents.pdf import PageMarks, render, styles
 from esign import signing
 from esign.agreements import current_version, signers_of
-from esign.catalogue import EFFECTIVE, JUDICIAL_DEADLINE_DAYS, PARTY
+from esign.catalogue import (
+    EFFECTIVE,
+    JUDICIAL_DEADLINE_DAYS,
+    PARTY,
+    SMS_JUDICIAL,
+    Texts,
+    untranslated,
+)
 from esign.models import Agreement
 from esign.pki import Authority
 from esign.render import ROLE_ZH
@@ -277,7 +284,12 @@ async def do_export_package(
 
 
 async def do_send_reminders(
-    session: AsyncSession, actor: Actor, sender: Sender, now: dt.datetime, days_before: int
+    session: AsyncSession,
+    actor: Actor,
+    sender: Sender,
+    now: dt.datetime,
+    days_before: int,
+    texts: Texts = untranslated,
 ) -> list[int]:
     """Remind the parties (text message) and record it, once per agreement, when the 30-day
     deadline is at most ``days_before`` days away and not yet passed. Returns agreement ids."""
@@ -315,7 +327,13 @@ async def do_send_reminders(
                 Notification(
                     channel=SMS,
                     recipient=party.phone,
-                    body=f"【云调】{case.number}调解协议已生效。如需申请司法确认，请于{_date(end)}前由双方共同向人民法院提出申请。",
+                    body=texts(
+                        SMS_JUDICIAL,
+                        {
+                            "number": case.number,
+                            "deadline": end.astimezone(BEIJING).date().isoformat() if end else "",
+                        },
+                    ),
                     case_id=case.id,
                 ),
                 case=case,

@@ -579,21 +579,30 @@ async def test_judicial_package_and_reminder(
     from cases.notifications import OutboxSender
     from cases.uow import transaction
     from esign.judicial import do_send_reminders
+    from web.agreements import sms_texts
+
+    zh = sms_texts("zh_CN")
 
     now = dt.datetime.now(dt.UTC)
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == []
+        assert (
+            await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7, zh)
+            == []
+        )
         await session.execute(
             update(Agreement)
             .where(Agreement.id == aid)
             .values(effective_at=now - dt.timedelta(days=24))
         )
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == [
-            aid
-        ]
+        assert await do_send_reminders(
+            session, Actor.system(), OutboxSender(session), now, 7, zh
+        ) == [aid]
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == []
+        assert (
+            await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7, zh)
+            == []
+        )
         bodies = list(
             await session.scalars(
                 select(OutboxMessage.body).where(OutboxMessage.body.contains("司法确认"))

@@ -556,7 +556,13 @@ async def share_draft(request: web.Request, agreement_id: int) -> web.Response:
         agreement, case, who = await _load(request, session, agreement_id)
         _staff(who)
         shared = await actions.do_share_draft(
-            session, who.actor, case, agreement, OutboxSender(session), review_link_for(request)
+            session,
+            who.actor,
+            case,
+            agreement,
+            OutboxSender(session),
+            review_link_for(request),
+            request.app[ESIGN].docs.texts,
         )
     return json_response(
         {"links": [{"party_id": p.id, "name": p.name, "url": url} for p, url in shared]}
