@@ -574,8 +574,30 @@ async def test_judicial_package_and_reminder(
     assert (
         await verify_pdf(package.read(agreement_pdf), client.app[ESIGN].authority.ca_cert_asn1)
     ).ok
-    # The reminder goes out once, when the deadline is near.
+    # The hook for a hearing-record module: its file goes into the package instead of the note.
     from cases.actor import Actor
+    from cases.models import Case
+    from cases.uow import transaction as unit_of_work
+    from esign.judicial import do_export_package
+
+    async def hearing_record(session: Any, case: Any) -> tuple[str, bytes]:
+        return ("调解笔录.pdf", b"%PDF-1.4 record of " + str(case.id).encode())
+
+    async with unit_of_work(sessionmaker) as session:
+        agreement_row = await session.get(Agreement, aid)
+        case_row = await session.get(Case, agreement_row.case_id)
+        zipped = await do_export_package(
+            session,
+            Actor.system(),
+            case_row,
+            agreement_row,
+            client.app[ESIGN].docs.font_path,
+            client.app[ESIGN].authority,
+            hearing_record=hearing_record,
+        )
+    names = zipfile.ZipFile(io.BytesIO(zipped)).namelist()
+    assert "07-调解笔录.pdf" in names and "07-调解笔录-说明.txt" not in names
+    # The reminder goes out once, when the deadline is near.
     from cases.notifications import OutboxSender
     from cases.uow import transaction
     from esign.judicial import do_send_reminders
