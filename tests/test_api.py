@@ -77,6 +77,20 @@ async def test_intake_creates_readable_numbered_case_with_masked_ids(
     assert "330102198503151232" not in await first.text()
 
 
+async def test_intake_routed_to_another_organisation(
+    client: Any, demo_logins: dict[str, str]
+) -> None:
+    """A category the dispatch rules give to another organisation: the case goes there, and
+    the answer names it (it used to be a 500)."""
+    headers = await api_headers(client, "clerk", demo_logins["clerk"])
+    resp = await client.post(
+        "/api/v1/cases", json={**COURT_CASE, "category": "small_finance"}, headers=headers
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert "营口" in str(body) or "yingkou" in str(body).lower(), body
+
+
 async def test_intake_validation_errors_are_clear(client: Any, demo_logins: dict[str, str]) -> None:
     headers = await api_headers(client, "clerk", demo_logins["clerk"])
     no_referrer = {**COURT_CASE, "referred_by": ""}
