@@ -67,6 +67,8 @@ EDITOR_TEXTS: dict[str, str] = {
     "refused": N_("Not available:"),
     "rejected": N_("Not saved:"),
     "writing": N_("Also writing:"),
+    # What one click on a speaker button inserts (markdown bold; Chinese uses a full-width colon).
+    "speaker_format": N_("**%(speaker)s:** "),
 }
 SPEAKERS = (N_("Applicant"), N_("Respondent"), N_("Mediator"))
 STAFF_DONE = {
