@@ -60,10 +60,15 @@ from esign.catalogue import (
     SEQUENTIAL,
     SIGNED,
     SIGNING,
+    SMS_CODE,
+    SMS_DRAFT,
+    SMS_SIGN_LINK,
     V_DRAFT,
     V_ISSUED,
     V_VOID,
     VOID,
+    Texts,
+    untranslated,
 )
 from esign.errors import CodeRefused
 from esign.models import (
@@ -114,6 +119,7 @@ class DocumentSettings:
     secret: str
     code_ttl: dt.timedelta
     code_max_attempts: int
+    texts: Texts = untranslated  # text messages in the platform's default language
 
     def verify_url(self, document_id: str) -> str:
         return f"{self.base_url}/agreements/verify?id={document_id}"
@@ -483,6 +489,7 @@ async def do_share_draft(
     agreement: Agreement,
     sender: Sender,
     link_for: Callable[[Party, AgreementVersion], str],
+    texts: Texts = untranslated,
 ) -> list[tuple[Party, str]]:
     """Send each party (with a phone) a link to read the current draft and comment on it.
     Returns every party's link (to hand over in person when there is no phone)."""
@@ -509,7 +516,9 @@ async def do_share_draft(
                 Notification(
                     channel=SMS,
                     recipient=party.phone,
-                    body=f"【云调】{case.number}调解协议草稿（第{version.number}版）已拟定，请查看并提出意见：{url}",
+                    body=texts(
+                        SMS_DRAFT, {"number": case.number, "version": version.number, "link": url}
+                    ),
                     case_id=case.id,
                 ),
                 case=case,
@@ -747,7 +756,9 @@ async def do_issue(
                     Notification(
                         channel=SMS,
                         recipient=signer.phone,
-                        body=f"【云调】{case.number}调解协议书已生成，请打开您的专属链接查看并签署：{link_for(signer)}",
+                        body=docs.texts(
+                            SMS_SIGN_LINK, {"number": case.number, "link": link_for(signer)}
+                        ),
                         case_id=case.id,
                     ),
                     case=case,
@@ -848,7 +859,7 @@ async def do_send_code(
         Notification(
             channel=SMS,
             recipient=signer.phone,
-            body=f"【云调】您正在签署{case.number}调解协议书，验证码{code}，{minutes}分钟内有效。如非本人操作请忽略。",
+            body=docs.texts(SMS_CODE, {"number": case.number, "code": code, "minutes": minutes}),
             case_id=case.id,
         ),
         case=case,

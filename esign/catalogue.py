@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from cases.audit import AuditAction
 from cases.catalogue import N_
+
+# Text messages. The caller supplies the translation (``Texts``; the server's default language):
+# this package does not translate, the web layer does.
+Texts = Callable[[str, dict[str, Any]], str]
+SMS_SIGN_LINK = N_(
+    "[Yuntiao] The mediation agreement of case %(number)s is ready. Open your own link to read "
+    "and sign it: %(link)s"
+)
+SMS_CODE = N_(
+    "[Yuntiao] Your code to sign the mediation agreement of case %(number)s: %(code)s, valid "
+    "for %(minutes)s minutes. If you are not signing, ignore this message."
+)
+SMS_DRAFT = N_(
+    "[Yuntiao] The draft mediation agreement of case %(number)s (version %(version)s) is ready. "
+    "Please read it and tell the mediator what should change: %(link)s"
+)
+SMS_JUDICIAL = N_(
+    "[Yuntiao] The mediation agreement of case %(number)s is in force. To have it confirmed by "
+    "a court, both parties apply together to the people's court by %(deadline)s."
+)
+
+
+def untranslated(message: str, params: dict[str, Any]) -> str:
+    """``Texts`` without a catalogue (English message ids)."""
+    return message % params
+
 
 # Agreement status
 DRAFT = "draft"

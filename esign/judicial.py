@@ -5,7 +5,7 @@ export the package a court asks for, and remind everyone before the deadline.
 The package (zip): the application, the signed agreement, the certificate of completion, the
 list of identity documents to attach (ID numbers masked), the evidence list with SHA-256 hashes,
 the case's audit trail as a certificate, and — when a hearing-record module provides one —
-the hearing record (``HearingRecordSource``; none is wired yet, the package then says so).
+the hearing record (``HearingRecordSource``; by default the latest frozen record from ``notes``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ from cases.notifications import SMS, Notification, Sender, do_notify
 from documents.pdf import PageMarks, render, styles
 from esign import signing
 from esign.agreements import current_version, signers_of
-from esign.catalogue import EFFECTIVE, JUDICIAL_DEADLINE_DAYS, PARTY
+from esign.catalogue import (
+    EFFECTIVE,
+    JUDICIAL_DEADLINE_DAYS,
+    PARTY,
+    SMS_JUDICIAL,
+    Texts,
+    untranslated,
+)
 from esign.models import Agreement
 from esign.pki import Authority
 from esign.render import ROLE_ZH
@@ -165,6 +172,18 @@ async def audit_certificate_pdf(
     )
 
 
+async def frozen_hearing_record(session: AsyncSession, case: Case) -> tuple[str, bytes] | None:
+    """The case's latest frozen hearing record (``notes``), the PDF every party confirmed."""
+    from notes.record import frozen_records
+
+    records = [r for r in await frozen_records(session, case.id) if r.frozen_pdf]
+    if not records:
+        return None
+    latest = records[-1]
+    assert latest.frozen_pdf is not None
+    return f"调解笔录-{latest.frozen_sha256[:12]}.pdf", latest.frozen_pdf
+
+
 async def do_export_package(
     session: AsyncSession,
     actor: Actor,
@@ -255,13 +274,13 @@ async def do_export_package(
             ]
         )
         z.writestr("06-审计记录证明.csv", _csv(audit))
-        record_file = await hearing_record(session, case) if hearing_record else None
+        record_file = await (hearing_record or frozen_hearing_record)(session, case)
         if record_file is not None:
             z.writestr(f"07-{record_file[0]}", record_file[1])
         else:
             z.writestr(
                 "07-调解笔录-说明.txt",
-                "本平台尚未接入调解笔录模块，请另行附上调解笔录。\n".encode(),
+                "本案尚无定稿的调解笔录（调解员在调解会议结束时定稿），请另行附上调解笔录。\n".encode(),
             )
     await record(
         session,
@@ -277,7 +296,12 @@ async def do_export_package(
 
 
 async def do_send_reminders(
-    session: AsyncSession, actor: Actor, sender: Sender, now: dt.datetime, days_before: int
+    session: AsyncSession,
+    actor: Actor,
+    sender: Sender,
+    now: dt.datetime,
+    days_before: int,
+    texts: Texts = untranslated,
 ) -> list[int]:
     """Remind the parties (text message) and record it, once per agreement, when the 30-day
     deadline is at most ``days_before`` days away and not yet passed. Returns agreement ids."""
@@ -315,7 +339,13 @@ async def do_send_reminders(
                 Notification(
                     channel=SMS,
                     recipient=party.phone,
-                    body=f"【云调】{case.number}调解协议已生效。如需申请司法确认，请于{_date(end)}前由双方共同向人民法院提出申请。",
+                    body=texts(
+                        SMS_JUDICIAL,
+                        {
+                            "number": case.number,
+                            "deadline": end.astimezone(BEIJING).date().isoformat() if end else "",
+                        },
+                    ),
                     case_id=case.id,
                 ),
                 case=case,

@@ -8,14 +8,16 @@ import functools
 
 from config import Settings
 from esign.agreements import DocumentSettings
+from esign.catalogue import Texts, untranslated
 from esign.pki import Authority, load_authority
 from evidence.runtime import EvidenceRuntime
 
 
 class EsignRuntime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, texts: Texts = untranslated) -> None:
         self.settings = settings
         self.docs = DocumentSettings(
+            texts=texts,
             font_path=settings.document_font_path,
             base_url=settings.base_url,
             secret=settings.secret_key,

@@ -97,6 +97,25 @@ class _PdfBytesPage(ImportedPdfPage):
         return name + b" Do"
 
 
+# Measured: a signature container is the signer's certificate, the TSA's certificate and
+# ~1.6 KB of structure (signed attributes, the ECDSA signature, the timestamp token's own
+# attributes and RSA signature). pyHanko's default estimate adds 50% for unknown external
+# timestamp servers; ours is in process and predictable, and every reserved byte is parsed
+# again (as hex, in Python) at each validation.
+CMS_OVERHEAD = 1600
+CMS_MARGIN = 1024
+
+
+def _reserve(signer: Signer, timestamper: TimeStamper) -> int | None:
+    """Room for the signature container, in hex digits (what pyHanko's ``bytes_reserved``
+    counts), or None to let pyHanko estimate (another timestamper, or no certificate)."""
+    tsa_cert = getattr(timestamper, "tsa_cert", None)
+    if signer.signing_cert is None or tsa_cert is None:
+        return None
+    size = len(signer.signing_cert.dump()) + len(tsa_cert.dump()) + CMS_OVERHEAD + CMS_MARGIN
+    return 2 * size
+
+
 def _stamp(background: PdfImage | ImportedPdfPage) -> StaticStampStyle:
     # The drawing alone: any stamp text would use a built-in, unembedded font without Chinese
     # glyphs. The signer's name is printed by the slot, the time is in the signature.
@@ -183,7 +202,7 @@ async def _issue(
         signer=signer,
         timestamper=timestamper,
         new_field_spec=fields.SigFieldSpec(sig_field_name=ISSUE_FIELD),
-    ).async_sign_pdf(writer, output=out)
+    ).async_sign_pdf(writer, output=out, bytes_reserved=_reserve(signer, timestamper))
     return out.getvalue()
 
 
@@ -250,7 +269,12 @@ async def _sign_field(
         signer=signer,
         timestamper=timestamper,
         stamp_style=_stamp(background) if background is not None else None,
-    ).async_sign_pdf(writer, output=out, existing_fields_only=True)
+    ).async_sign_pdf(
+        writer,
+        output=out,
+        existing_fields_only=True,
+        bytes_reserved=_reserve(signer, timestamper),
+    )
     return out.getvalue()
 
 

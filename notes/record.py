@@ -16,7 +16,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -34,7 +34,7 @@ from cases.notifications import SMS, Notification, Sender, do_notify
 from documents.pdf import PageMarks, build_pdf, styles
 from notes.catalogue import CONFIRMED, MAX_OBJECTION_CHARS, OBJECTED, RECORD
 from notes.models import NoteDocument, RecordConfirmation
-from rooms.catalogue import PARTY
+from rooms.catalogue import ADMITTED, AGENT, CLERK, LEFT, MEDIATOR, OBSERVER, PARTY
 from rooms.models import Hearing, HearingParticipant
 
 CODE_TTL = dt.timedelta(minutes=10)
@@ -52,6 +52,8 @@ class RecordTexts:
     time: str
     frozen_at: str
     by: str
+    present: str = "Present"
+    roles: dict[str, str] = field(default_factory=dict)  # participant kind → its label
 
 
 def _inline(text: str) -> str:
@@ -99,10 +101,26 @@ def render_record(
         (texts.frozen_at, frozen_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")),
         (texts.by, by),
     ]
+    present = present_people(hearing, texts.roles)
+    if present:
+        heading.insert(3, (texts.present, present))
     marks = PageMarks(
         document_id=f"REC-{hearing.id}", header=case.number, title=texts.title, author=by
     )
     return build_pdf(record_flowables(text, heading, texts.title, font), marks, font)
+
+
+def present_people(hearing: Hearing, roles: dict[str, str]) -> str:
+    """Who took part: everyone admitted at some point (staff, parties, agents, observers), by
+    role — ``调解员 李静；书记员 陈书记员；当事人 宜昌某…、刘某``."""
+    groups: dict[str, list[str]] = {}
+    for p in hearing.participants:
+        if p.state in (ADMITTED, LEFT):
+            groups.setdefault(p.kind, []).append(p.display_name)
+    order = [MEDIATOR, CLERK, PARTY, AGENT, OBSERVER]
+    return "；".join(
+        f"{roles.get(kind, kind)} {'、'.join(groups[kind])}" for kind in order if kind in groups
+    )
 
 
 async def do_freeze(

@@ -244,10 +244,17 @@ async def _esign_remind(maker: Maker, days: int) -> list[int]:
 
     from cases.notifications import OutboxSender
     from esign.judicial import do_send_reminders
+    from web.agreements import sms_texts
 
+    texts = sms_texts(load_settings().default_locale)
     async with transaction(maker) as session:
         return await do_send_reminders(
-            session, Actor.system("cli"), OutboxSender(session), dt.datetime.now(dt.UTC), days
+            session,
+            Actor.system("cli"),
+            OutboxSender(session),
+            dt.datetime.now(dt.UTC),
+            days,
+            texts,
         )
 
 

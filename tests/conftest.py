@@ -195,13 +195,20 @@ def demo_logins(templates: dict[str, Template], engine_name: str) -> dict[str, s
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change a setting for its tests."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=TEST_SECRET,
         field_encryption_key=TEST_FIELD_KEY,
         seed_demo=False,
+        **settings_overrides,
     )
 
 
@@ -233,3 +240,24 @@ def fail_on_logged_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     yield
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     assert not errors, "server logged errors:\n" + "\n".join(r.getMessage() for r in errors)
+
+
+@pytest.fixture
+async def participants(client: Any) -> AsyncIterator[Any]:
+    """A factory of aiortc participants (``tests.rtc.RtcParticipant``), all closed — and checked
+    for negotiation failures — after the test, once the server has handled their disconnects."""
+    from tests.rtc import RtcParticipant, wait_server_idle
+
+    made: list[RtcParticipant] = []
+
+    def make(name: str, **options: Any) -> RtcParticipant:
+        participant = RtcParticipant(name, **options)
+        made.append(participant)
+        return participant
+
+    yield make
+    for participant in made:
+        await participant.close()
+    await wait_server_idle(client)
+    for participant in made:
+        assert not participant.failures, participant.summary()

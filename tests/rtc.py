@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -21,7 +22,16 @@ from av import VideoFrame
 
 from signaling.peer import HearingPeer, PeerLink, loopback_only
 
-__all__ = ["HearingPeer", "Invite", "PeerLink", "RtcParticipant", "loopback_only"]
+Make = Callable[..., "RtcParticipant"]
+
+__all__ = [
+    "HearingPeer",
+    "Invite",
+    "Make",
+    "PeerLink",
+    "RtcParticipant",
+    "loopback_only",
+]
 
 
 # ---- synthetic media ---------------------------------------------------------------------------

@@ -77,6 +77,20 @@ async def test_intake_creates_readable_numbered_case_with_masked_ids(
     assert "330102198503151232" not in await first.text()
 
 
+async def test_intake_routed_to_another_organisation(
+    client: Any, demo_logins: dict[str, str]
+) -> None:
+    """Categories the dispatch rules give to another organisation than the clerk's: the case is
+    created and the answer is whole (inheritance used to be a 500: a lazy load in async)."""
+    headers = await api_headers(client, "clerk", demo_logins["clerk"])
+    for category in ("inheritance", "small_finance", "family"):
+        resp = await client.post(
+            "/api/v1/cases", json={**COURT_CASE, "category": category}, headers=headers
+        )
+        assert resp.status == 201, (category, await resp.text())
+        assert (await resp.json())["category"] == category
+
+
 async def test_intake_validation_errors_are_clear(client: Any, demo_logins: dict[str, str]) -> None:
     headers = await api_headers(client, "clerk", demo_logins["clerk"])
     no_referrer = {**COURT_CASE, "referred_by": ""}

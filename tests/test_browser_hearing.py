@@ -726,19 +726,9 @@ async def test_expired_link_page(client: Any, sessionmaker: Any) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Any:
-    """The conftest settings, with the recorder's media on loopback like the browsers'."""
-    from config import Settings
-    from tests.conftest import TEST_FIELD_KEY, TEST_SECRET
-
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET,
-        field_encryption_key=TEST_FIELD_KEY,
-        seed_demo=False,
-        recorder_host_addresses="127.0.0.1",
-    )
+def settings_overrides() -> dict[str, Any]:
+    """The recorder's media on loopback, like the browsers'."""
+    return {"recorder_host_addresses": "127.0.0.1"}
 
 
 RECORDED_S = 20

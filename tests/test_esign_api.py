@@ -10,6 +10,7 @@ import base64
 import copy
 import datetime as dt
 import io
+import os
 import re
 import subprocess
 import zipfile
@@ -502,10 +503,14 @@ async def test_postal_route_for_family_matters(
         ret, data=b"hello", headers={**staff["mediator"], "Content-Type": "text/plain"}
     )
     assert resp.status == 422
-    for s in parties:
+    # A phone photo of the page is larger than an ordinary request may be (2 MiB here).
+    big = io.BytesIO()
+    Image.frombytes("RGB", (1100, 1000), os.urandom(1100 * 1000 * 3)).save(big, "PNG")
+    assert len(big.getvalue()) > 3 * 1024 * 1024
+    for s, body in zip(parties, (io.BytesIO(big.getvalue()), scan.getvalue()), strict=True):
         resp = await client.post(
             f"/api/v1/agreements/{aid}/signers/{s['id']}/return?carrier=EMS&tracking_number=R{s['id']}&returned_on=2026-11-30",
-            data=scan.getvalue(),
+            data=body,
             headers={**staff["mediator"], "Content-Type": "image/png"},
         )
         assert resp.status == 201, await resp.text()
@@ -569,26 +574,90 @@ async def test_judicial_package_and_reminder(
     assert (
         await verify_pdf(package.read(agreement_pdf), client.app[ESIGN].authority.ca_cert_asn1)
     ).ok
-    # The reminder goes out once, when the deadline is near.
+    # The hook for a hearing-record module: its file goes into the package instead of the note.
     from cases.actor import Actor
+    from cases.models import Case
+    from cases.uow import transaction as unit_of_work
+    from esign.judicial import do_export_package
+
+    async def hearing_record(session: Any, case: Any) -> tuple[str, bytes]:
+        return ("调解笔录.pdf", b"%PDF-1.4 record of " + str(case.id).encode())
+
+    async with unit_of_work(sessionmaker) as session:
+        agreement_row = await session.get(Agreement, aid)
+        case_row = await session.get(Case, agreement_row.case_id)
+        zipped = await do_export_package(
+            session,
+            Actor.system(),
+            case_row,
+            agreement_row,
+            client.app[ESIGN].docs.font_path,
+            client.app[ESIGN].authority,
+            hearing_record=hearing_record,
+        )
+    names = zipfile.ZipFile(io.BytesIO(zipped)).namelist()
+    assert "07-调解笔录.pdf" in names and "07-调解笔录-说明.txt" not in names
+    # By default the package takes the case's frozen hearing record (notes): the PDF the
+    # parties confirmed, byte for byte.
+    import hashlib
+
+    from notes.catalogue import RECORD
+    from notes.models import NoteDocument
+
+    frozen = b"%PDF-1.4 frozen hearing record"
+    digest = hashlib.sha256(frozen).hexdigest()
+    async with unit_of_work(sessionmaker) as session:
+        agreement_row = await session.get(Agreement, aid)
+        case_row = await session.get(Case, agreement_row.case_id)
+        session.add(
+            NoteDocument(
+                key=f"test-record-{case_row.id}",
+                kind=RECORD,
+                case_id=case_row.id,
+                frozen_at=dt.datetime.now(dt.UTC),
+                frozen_pdf=frozen,
+                frozen_sha256=digest,
+            )
+        )
+        await session.flush()
+        zipped = await do_export_package(
+            session,
+            Actor.system(),
+            case_row,
+            agreement_row,
+            client.app[ESIGN].docs.font_path,
+            client.app[ESIGN].authority,
+        )
+    package = zipfile.ZipFile(io.BytesIO(zipped))
+    assert package.read(f"07-调解笔录-{digest[:12]}.pdf") == frozen
+    # The reminder goes out once, when the deadline is near.
     from cases.notifications import OutboxSender
     from cases.uow import transaction
     from esign.judicial import do_send_reminders
+    from web.agreements import sms_texts
+
+    zh = sms_texts("zh_CN")
 
     now = dt.datetime.now(dt.UTC)
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == []
+        assert (
+            await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7, zh)
+            == []
+        )
         await session.execute(
             update(Agreement)
             .where(Agreement.id == aid)
             .values(effective_at=now - dt.timedelta(days=24))
         )
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == [
-            aid
-        ]
+        assert await do_send_reminders(
+            session, Actor.system(), OutboxSender(session), now, 7, zh
+        ) == [aid]
     async with transaction(sessionmaker) as session:
-        assert await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7) == []
+        assert (
+            await do_send_reminders(session, Actor.system(), OutboxSender(session), now, 7, zh)
+            == []
+        )
         bodies = list(
             await session.scalars(
                 select(OutboxMessage.body).where(OutboxMessage.body.contains("司法确认"))

@@ -115,3 +115,60 @@ async def test_mediator_sees_the_live_preview(
         await page.screenshot(path=str(ARTIFACTS / "agreement-editor.png"))
         assert not errors, errors
         await context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_mediator_records_a_postal_return_with_a_large_scan(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str], tmp_path: Any
+) -> None:
+    import io
+    import os
+
+    from PIL import Image
+
+    staff = {
+        n: await api_headers(client, n, demo_logins[n]) for n in ("clerk", "mediator", "admin")
+    }
+    agreement = await issued_agreement(client, sessionmaker, staff, category="family")
+    aid = agreement["id"]
+    first = next(s for s in agreement["signers"] if s["kind"] == "party")
+    resp = await client.post(
+        f"/api/v1/agreements/{aid}/signers/{first['id']}/dispatch",
+        json={"carrier": "EMS", "tracking_number": "E1CN", "sent_on": "2026-11-23"},
+        headers=staff["mediator"],
+    )
+    assert resp.status == 201
+    scan = tmp_path / "scan.png"
+    big = io.BytesIO()
+    Image.frombytes("RGB", (1100, 1000), os.urandom(1100 * 1000 * 3)).save(big, "PNG")
+    scan.write_bytes(big.getvalue())  # > 3 MiB: more than an ordinary form post may carry
+    base = str(client.make_url("/")).rstrip("/")
+    async with chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(base + "/login")
+        await page.fill("input[name=username]", "mediator")
+        await page.fill("input[name=password]", demo_logins["mediator"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/cases*")
+        await page.goto(f"{base}/cases/{agreement['case_id']}/agreements")
+        row = page.locator(f"tr[data-signer='{first['id']}']")
+        await row.locator("summary").click()
+        await row.locator("input[name=carrier]").fill("EMS")
+        await row.locator("input[name=tracking_number]").fill("R1CN")
+        await row.locator("input[name=scan]").set_input_files(str(scan))
+        await row.locator("button[value=return]").click()
+        await page.locator(
+            f"tr[data-signer='{first['id']}'][data-signer-status='signed']"
+        ).wait_for()
+        assert not errors, errors
+        await context.close()
+    ev = await (
+        await client.get(
+            f"/api/v1/cases/{agreement['case_id']}/evidence", headers=staff["mediator"]
+        )
+    ).json()
+    assert len(ev["items"]) == 1 and ev["items"][0]["size"] == len(big.getvalue())

@@ -58,3 +58,18 @@ def test_esign_help() -> None:
     for words in (["--help"], ["verify", "--help"], ["remind", "--help"]):
         out = run(words, Path("/nonexistent"))
         assert out.returncode == 0 and out.stdout.startswith("usage: yuntiao esign")
+
+
+def test_esign_remind_runs_on_a_fresh_database(tmp_path: Path) -> None:
+    env = {**os.environ, "YUNTIAO_DATA_DIR": str(tmp_path)}
+    up = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert up.returncode == 0, up.stderr
+    out = run(["remind"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "reminders sent for 0 agreement(s)" in out.stdout

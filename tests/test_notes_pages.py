@@ -180,6 +180,7 @@ async def test_freeze_pdf_and_party_answers(
         )
     ).stdout
     assert "调解经过" in text and "要求赔偿三十万元" in text and "**" not in text
+    assert "调解员 李静" in text and "刘某" in text and "义乌" not in text  # 义乌 never got in
     fonts = (
         await asyncio.to_thread(
             subprocess.run, ["pdffonts", str(path)], capture_output=True, text=True

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import socketio
 from sqlalchemy import func, select
 
 from notes.models import NoteUpdate
@@ -170,3 +171,48 @@ async def test_presence_is_relayed_from_writers_only(
     assert not mediator.events("aw")  # not echoed to the sender
     async with sessionmaker() as session:  # presence is never stored
         assert await session.scalar(select(func.count()).select_from(NoteUpdate)) == 0
+
+
+async def test_a_revoked_link_stops_writing_on_an_open_socket(
+    links: dict[str, Any], clients: Any, sessionmaker: Any
+) -> None:
+    from cases.actor import Actor
+    from cases.uow import transaction
+    from rooms.invitations import do_revoke_invitation
+    from rooms.models import HearingParticipant
+
+    key = f"record:{links['hearing']}"
+    clerk = await clients("clerk", links[CLERK][1])
+    assert (await clerk.open(key))["writable"]
+    assert (await clerk.edit(key, lambda t: t.insert(0, "第一句")))["ok"]
+    async with transaction(sessionmaker) as session:
+        participant = await session.get(HearingParticipant, links[CLERK][0])
+        from cases.intake import get_case
+
+        case = await get_case(session, links["case"])
+        await do_revoke_invitation(session, Actor.for_user(case.mediator), participant)
+    ack = await clerk.edit(key, lambda t: t.insert(0, "撤销后"))
+    assert ack["ok"] is False and ack["error"]["code"] == "invitation_revoked"
+
+
+async def test_staff_session_cookie_on_the_socket(
+    client: Any, links: dict[str, Any], clients: Any, demo_logins: dict[str, str]
+) -> None:
+    from tests.helpers import login
+
+    case_id = links["case"]
+    await login(client, "mediator2", demo_logins["mediator2"])  # not this case's mediator
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["yuntiao_session"]
+    other = await clients("mediator2", cookie=cookie.value)
+    refused = await other.open(f"private:{case_id}")
+    assert refused["ok"] is False and refused["error"]["code"] == "notes_forbidden"
+    await login(client, "clerk", demo_logins["clerk"])
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["yuntiao_session"]
+    clerk = await clients("clerk", cookie=cookie.value)
+    opened = await clerk.open(f"private:{case_id}")
+    assert opened["ok"] and opened["writable"]
+    assert (await clerk.edit(f"private:{case_id}", lambda t: t.insert(0, "书记员私记")))["ok"]
+    # Without a link or a session the socket is refused outright.
+    anonymous = NotesClient("anonymous")
+    with pytest.raises(socketio.exceptions.ConnectionError, match="/notes"):
+        await anonymous.connect(str(client.make_url("/")))

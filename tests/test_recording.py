@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +26,29 @@ from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE, R
 from rooms import hearings
 from rooms.invitations import issue_invitation
 from server.recording import RECORDERS
-from tests.conftest import TEST_FIELD_KEY, TEST_SECRET
-from tests.rtc import Invite, RtcParticipant, loopback_only, wait_server_idle
+from tests.rtc import (
+    Invite,
+    Make,
+    RtcParticipant,
+    loopback_only,
+)
 from web.context import SESSIONMAKER, SETTINGS
 
 MEDIATOR = "李静"
 APPLICANT = "宜昌某家居用品有限公司"
 RESPONDENT = "义乌某电子商务有限公司"
 
-Make = Callable[..., RtcParticipant]
-
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings_overrides() -> dict[str, Any]:
     # The recorder process offers only 127.0.0.1, like the test participants (media on loopback).
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET,
-        field_encryption_key=TEST_FIELD_KEY,
-        seed_demo=False,
-        recorder_host_addresses="127.0.0.1",
-    )
+    return {"recorder_host_addresses": "127.0.0.1"}
 
 
 @pytest.fixture(autouse=True)
 def loopback() -> Iterator[None]:
     with loopback_only():
         yield
-
-
-@pytest.fixture
-async def participants(client: Any) -> AsyncIterator[Make]:
-    made: list[RtcParticipant] = []
-
-    def make(name: str, **options: Any) -> RtcParticipant:
-        participant = RtcParticipant(name, **options)
-        made.append(participant)
-        return participant
-
-    yield make
-    for participant in made:
-        await participant.close()
-    await wait_server_idle(client)
 
 
 async def recorded_hearing(

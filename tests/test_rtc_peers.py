@@ -8,19 +8,23 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.rtc import Invite, RtcParticipant, loopback_only, schedule_hearing, wait_server_idle
+from tests.rtc import (
+    Invite,
+    Make,
+    RtcParticipant,
+    loopback_only,
+    schedule_hearing,
+)
 
 MEDIATOR = "李静"
 APPLICANT = "宜昌某家居用品有限公司"
 RESPONDENT = "义乌某电子商务有限公司"
 QUIET_S = 0.6  # how long "no more frames" is watched for (the senders run at 30 fps)
-
-Make = Callable[..., RtcParticipant]
 
 
 @pytest.fixture(autouse=True)
@@ -32,23 +36,6 @@ def loopback() -> Iterator[None]:
 @pytest.fixture
 async def links(client: Any, sessionmaker: Any) -> dict[str, Invite]:
     return await schedule_hearing(client, sessionmaker)
-
-
-@pytest.fixture
-async def participants(client: Any) -> AsyncIterator[Make]:
-    made: list[RtcParticipant] = []
-
-    def make(name: str, **options: Any) -> RtcParticipant:
-        participant = RtcParticipant(name, **options)
-        made.append(participant)
-        return participant
-
-    yield make
-    for participant in made:
-        await participant.close()
-    await wait_server_idle(client)
-    for participant in made:
-        assert not participant.failures, participant.summary()
 
 
 async def _admitted_mesh(

@@ -45,6 +45,7 @@ from esign.catalogue import (
     SIGNER_STATUSES,
     STATUSES,
     VERSION_STATUSES,
+    Texts,
 )
 from esign.links import issue_link_token, issue_review_token, read_link_token, read_review_token
 from esign.models import AgreementComment, AgreementSigner
@@ -122,8 +123,23 @@ def preview_lines(text: str) -> list[tuple[str, Markup]]:
     return out
 
 
+def sms_texts(locale: str) -> Texts:
+    """Translate text messages into ``locale`` (the platform's default language), whatever the
+    language of the request that sends them."""
+
+    def texts(message: str, params: dict[str, Any]) -> str:
+        previous = i18n.current_locale()
+        i18n.activate(locale)
+        try:
+            return _(message, **params)
+        finally:
+            i18n.activate(previous)
+
+    return texts
+
+
 def setup(app: web.Application) -> None:
-    app[ESIGN] = EsignRuntime(app[SETTINGS])
+    app[ESIGN] = EsignRuntime(app[SETTINGS], sms_texts(app[SETTINGS].default_locale))
     app.router.add_get(r"/cases/{case_id:\d+}/agreements", case_agreements)
     app.router.add_post(r"/cases/{case_id:\d+}/agreements", case_agreements_post)
     app.router.add_get("/sign/{token}", sign_page)
@@ -338,7 +354,13 @@ async def case_agreements_post(request: web.Request) -> web.Response:
                 notice = _("The draft was saved as a new version.")
             elif action == "share" and agreement is not None:
                 shared = await actions.do_share_draft(
-                    session, who, case, agreement, OutboxSender(session), review_link_for(request)
+                    session,
+                    who,
+                    case,
+                    agreement,
+                    OutboxSender(session),
+                    review_link_for(request),
+                    runtime.docs.texts,
                 )
                 notice = _("The draft was sent to the parties for review.")
                 review_links = [(p.name, url) for p, url in shared]

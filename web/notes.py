@@ -41,7 +41,7 @@ from notes.catalogue import KINDS, PRIVATE, RECORD, SHARED, doc_key
 from notes.live import NoteHub
 from notes.models import NoteDocument, RecordConfirmation
 from rooms import hearings
-from rooms.catalogue import PARTY
+from rooms.catalogue import PARTICIPANT_KINDS, PARTY
 from rooms.errors import InvitationError
 from rooms.models import Hearing
 from web import i18n
@@ -67,6 +67,8 @@ EDITOR_TEXTS: dict[str, str] = {
     "refused": N_("Not available:"),
     "rejected": N_("Not saved:"),
     "writing": N_("Also writing:"),
+    # What one click on a speaker button inserts (markdown bold; Chinese uses a full-width colon).
+    "speaker_format": N_("**%(speaker)s:** "),
 }
 SPEAKERS = (N_("Applicant"), N_("Respondent"), N_("Mediator"))
 STAFF_DONE = {
@@ -251,6 +253,8 @@ def record_renderer(request: web.Request) -> Any:
         time=_("Hearing time"),
         frozen_at=_("Frozen at"),
         by=_("Frozen by"),
+        present=_("Present"),
+        roles={kind: _(label) for kind, label in PARTICIPANT_KINDS.items()},
     )
 
     def render(text: str, case: Case, hearing: Hearing, at: Any, by: str) -> bytes:

@@ -49,6 +49,7 @@ from web.i18n import gettext
 
 SIGNING_TOKEN_HEADER = "X-Signing-Token"  # noqa: S105 (a header name, not a secret)
 MAX_DRAWING_BYTES = 700 * 1024  # base64 of a 512 KiB PNG
+MAX_SCAN_BYTES = 50 * 1024 * 1024
 
 
 class Terms(Strict):
@@ -555,7 +556,13 @@ async def share_draft(request: web.Request, agreement_id: int) -> web.Response:
         agreement, case, who = await _load(request, session, agreement_id)
         _staff(who)
         shared = await actions.do_share_draft(
-            session, who.actor, case, agreement, OutboxSender(session), review_link_for(request)
+            session,
+            who.actor,
+            case,
+            agreement,
+            OutboxSender(session),
+            review_link_for(request),
+            request.app[ESIGN].docs.texts,
         )
     return json_response(
         {"links": [{"party_id": p.id, "name": p.name, "url": url} for p, url in shared]}
@@ -703,7 +710,16 @@ async def record_return(
     request: web.Request, agreement_id: int, signer_id: int, query: ReturnQuery
 ) -> web.Response:
     runtime = request.app[ESIGN]
-    scan = await request.read()
+    # Streamed with our own limit: a phone's photo of a page is larger than the app's
+    # ordinary request limit (client_max_size applies to request.read(), not to the stream).
+    scan = bytearray()
+    async for piece in request.content.iter_chunked(256 * 1024):
+        scan += piece
+        if len(scan) > MAX_SCAN_BYTES:
+            raise Invalid(
+                N_("The scan is larger than 50 MB. Scan at a lower resolution."),
+                code="postal_scan_too_large",
+            )
     if not scan:
         raise Invalid(N_("Upload the scan as a PDF, JPEG or PNG file."), code="postal_scan_type")
     async with transaction(request) as session:
@@ -715,7 +731,7 @@ async def record_return(
             who.actor,
             signer,
             runtime.evidence,
-            scan=scan,
+            scan=bytes(scan),
             filename=query.filename,
             carrier=query.carrier,
             tracking_number=query.tracking_number,

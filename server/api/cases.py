@@ -186,6 +186,8 @@ async def create_case(request: web.Request, body: CaseCreate) -> web.Response:
         case = await intake.do_create_case(
             session, actor(request), cipher(request), organisation_id, data
         )
+        # Routed to another organisation than the user's: not loaded yet (async: no lazy load).
+        await session.refresh(case, ["organisation"])
         return json_response(case_json(case, user, detail=True), status=201)
 
 

@@ -200,7 +200,7 @@ function clock() {
   return `[${String(now.getHours()).padStart(2, "0")}:${String(now.getMinutes()).padStart(2, "0")}] `;
 }
 
-function action(name, speaker) {
+function action(name, speaker, texts) {
   switch (name) {
     case "heading":
       return toggleLinePrefix("## ");
@@ -209,7 +209,7 @@ function action(name, speaker) {
     case "bold":
       return wrapBold;
     case "speaker":
-      return insertOnNewLine(`**${speaker}：** `);
+      return insertOnNewLine((texts.speaker_format || "**%(speaker)s：** ").replace("%(speaker)s", speaker));
     case "time":
       return insertHere(clock());
     default:
@@ -356,7 +356,7 @@ function mount(connection, root) {
     toolbar.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-format]");
       if (!button || !binding) return;
-      const transform = action(button.dataset.format, button.dataset.speaker);
+      const transform = action(button.dataset.format, button.dataset.speaker, texts);
       if (transform) binding.edit(transform);
     });
   }
