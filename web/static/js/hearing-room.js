@@ -849,16 +849,21 @@ every(500, () => {
 
 every(300, () => {
   const now = performance.now();
+  const me = myId();
   let loudest = null;
   let best = 0.15;
   for (const [id, { level, at }] of state.levels) {
     // Others report only changes (a steady voice sends nothing new), so their last level
     // holds for a while; a page that went away stops counting after 10 s.
-    if (now - at < 10000 && level > best) {
+    if (id !== me && now - at < 10000 && level > best) {
       best = level;
       loudest = id;
     }
   }
+  // My own tile lights up only when I am clearly the loudest: when everyone makes the same
+  // noise (a room echoing, a test's fake microphones) the highlight shows someone else.
+  const mine = state.levels.get(me);
+  if (mine && mine.level > best + 0.1) loudest = me;
   for (const tile of ui.tiles.children) {
     tile.classList.toggle("speaking", loudest !== null && tile.dataset.id === String(loudest));
   }
