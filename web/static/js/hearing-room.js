@@ -104,6 +104,10 @@ const mesh = new Mesh({
 // Test and support hook: the live peer connections and the last view from the server.
 window.yuntiao = {
   peers: mesh.pcs,
+  levels: state.levels, // id → {level, at}: the active-speaker inputs
+  // Report a speaking level as if measured (tests: fake microphones' beeps are too faint and
+  // irregular to rely on). The server relays it like any other, to those who see this page.
+  reportLevel: (level) => socket.emit("speaking", { level }),
   state: null,
   firstRemoteFrameMs: null,
   socketConnectedMs: null,
