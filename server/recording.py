@@ -66,6 +66,21 @@ class RecorderProcesses:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
+        self._reap_on_exit(self.running[hearing_id])
+
+    @staticmethod
+    def _reap_on_exit(process: subprocess.Popen[bytes]) -> None:
+        """Collect the exit status as soon as the recorder ends, so that no finished recorder
+        stays a zombie process until the server stops (a pidfd becomes readable on exit)."""
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(process.pid)
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            process.poll()
+
+        loop.add_reader(pidfd, exited)
 
     async def wait(self, hearing_id: int, timeout_s: float) -> int | None:
         """Wait for that hearing's recorder to finish (tests, shutdown); its exit code."""

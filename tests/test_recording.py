@@ -170,7 +170,14 @@ async def test_recorded_hearing_is_archived_per_participant_and_composed(
     await asyncio.sleep(8)
     await mediator.emit("recording_stop")
     await mediator.until(lambda: not mediator.view["hearing"]["recording"], what="stopped")
-    assert await client.app[RECORDERS].wait(hearing_id, 120) == 0
+    # The finished recorder is reaped by the server itself, not left a zombie process.
+    recorder = client.app[RECORDERS].running[hearing_id]
+    for _ in range(1200):
+        if recorder.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert recorder.returncode == 0
+    assert not await asyncio.to_thread(Path(f"/proc/{recorder.pid}").exists)
 
     settings = client.app[SETTINGS]
     root = settings.recordings_dir
