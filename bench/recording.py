@@ -3,8 +3,8 @@ is made.
 
 For each scale (2 and 4 recorded streams): one recorded hearing on our server (its own process,
 SQLite, ``yuntiao serve``); the mediator and the parties are aiortc participants in this process
-sending 640×480 video (VP8, changing pictures so the encoder works at its normal bitrate) and
-Opus audio. Each sits in a sub-room of their own (a caucus), so the only media they send goes
+sending 640×480 video (VP8, camera-like moving pictures with sensor noise, so the encoder works
+at a WebRTC camera's bit rate; see ``CAMERA_LIKE``) and Opus audio. Each sits in a sub-room of their own (a caucus), so the only media they send goes
 to the recorder: the figures are the recorder's, not a mesh's. The mediator starts recording;
 once every stream reaches the recorder, the window (``--window`` s) starts; then the mediator
 stops recording and the recorder archives (ffprobe, SHA-256, composite).
@@ -20,8 +20,10 @@ Figures (suffix ``_<streams>``):
   to make the grid MP4 from the participant files (run again here on the recorded files).
   Target ≥ 4.
 - ``recorded_s``: the length of the composite (ffprobe).
+- ``recorded_kbps_per_stream``: the mean bit rate of the participant files (audio + video), i.e.
+  the load the recorder was given.
 
-Usage: ``python -m bench.recording [--scales 2,4] [--window 30]``.
+Usage: ``python -m bench.recording [--scales 2,4] [--window 30] [--video-kbps 1500]``.
 """
 
 from __future__ import annotations
@@ -74,15 +76,27 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+# What a camera sends: moving shapes and colour gradients with a little sensor noise that
+# changes every frame (ffmpeg's testsrc2 + temporal noise). Pure random noise, which this
+# benchmark used before, cannot be compressed: aiortc's encoder then sent ~10 Mbit/s per
+# 640×480 stream (WebRTC cameras send 0.5-2.5 Mbit/s) and the figures measured that.
+CAMERA_LIKE = "testsrc2=size={w}x{h}:rate=30,noise=alls=12:allf=t,format=yuv420p"
+CAMERA_FRAMES = 90  # 3 s, cycled
+
+
 def _moving_video(width: int, height: int) -> Any:
-    """A video track of changing pictures (precomputed noise frames, cycled)."""
+    """A video track of camera-like pictures (precomputed, cycled)."""
+    import av
     from aiortc.mediastreams import VideoStreamTrack
     from av import VideoFrame
 
+    source = av.open(CAMERA_LIKE.format(w=width, h=height), format="lavfi")
     planes = []
-    for _ in range(24):
-        frame = VideoFrame(width=width, height=height)
-        planes.append([os.urandom(p.buffer_size) for p in frame.planes])
+    for frame in source.decode(video=0):
+        planes.append([bytes(p) for p in frame.planes])
+        if len(planes) >= CAMERA_FRAMES:
+            break
+    source.close()
 
     class Moving(VideoStreamTrack):
         counter = 0
@@ -101,12 +115,17 @@ def _moving_video(width: int, height: int) -> Any:
 
 
 async def _run_scale(
-    base: str, server_pid: int, hearing: Any, streams: int, window: float
+    base: str, server_pid: int, hearing: Any, streams: int, window: float, video_kbps: int
 ) -> dict[str, Any]:
+    # Every sender's VP8 encoder at one fixed bit rate (aiortc otherwise starts at 500 kbit/s
+    # and follows the receiver's REMB between 250 kbit/s and 1.5 Mbit/s).
+    import aiortc.codecs.vpx as vpx
     from aiortc import RTCPeerConnection
     from aiortc.mediastreams import AudioStreamTrack
 
     from signaling.peer import HearingPeer, loopback_only
+
+    vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = video_kbps * 1000
 
     class Sender(HearingPeer):
         def add_tracks(self, pc: RTCPeerConnection) -> None:
@@ -180,30 +199,42 @@ async def _run_scale(
     }
 
 
-async def _compose_speed(folder: Path) -> tuple[float | None, float | None]:
+async def _compose_speed(folder: Path) -> tuple[float | None, float | None, float | None]:
+    """(composite speed × real time, composite seconds, mean recorded kbit/s per stream)."""
     from recordings import archive
 
     inputs = []
+    kbps = []
     for path in sorted(await asyncio.to_thread(lambda: list(folder.glob("p*.mkv")))):
         found = await archive.probe(path)
         if found is not None:
             inputs.append((path, 0.0, found))
+            if found.duration_s:
+                kbps.append(path.stat().st_size * 8 / 1000 / found.duration_s)
     if not inputs:
-        return None, None
+        return None, None, None
+    mean_kbps = sum(kbps) / len(kbps) if kbps else None
     out = folder / "bench-composite.mp4"
     started = time.monotonic()
     ok = await archive.compose(out, inputs)
     took = time.monotonic() - started
     made = await archive.probe(out) if ok else None
     if made is None or not made.duration_s:
-        return None, None
-    return made.duration_s / took, made.duration_s
+        return None, None, mean_kbps
+    return made.duration_s / took, made.duration_s, mean_kbps
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", default="2,4", help="recorded streams per run (comma list)")
     parser.add_argument("--window", type=float, default=30.0, help="measured seconds")
+    parser.add_argument(
+        "--video-kbps",
+        type=int,
+        default=1500,
+        help="each sender's VP8 bit rate (default 1500: aiortc's maximum, about what Chrome "
+        "sends for 640x480 on a good network)",
+    )
     parser.add_argument("--quiet-wait", type=float, default=60.0)
     parser.add_argument("--nice", type=int, default=-10)
     args = parser.parse_args(argv)
@@ -220,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "niceness": niceness,
         "window_s": args.window,
         "video": "640x480 VP8 + Opus, as sent by aiortc",
+        "video_kbps_sent": args.video_kbps,
     }
     busy = wait_quiet(args.quiet_wait)
     figures["machine_busy_before_pct"] = rounded(busy, 1)
@@ -228,12 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         for hearing, streams in zip(hearings, scales, strict=True):
             say(f"recording {streams} streams")
             measured = asyncio.run(
-                _run_scale(f"http://127.0.0.1:{port}", proc.pid, hearing, streams, args.window)
+                _run_scale(
+                    f"http://127.0.0.1:{port}",
+                    proc.pid,
+                    hearing,
+                    streams,
+                    args.window,
+                    args.video_kbps,
+                )
             )
             folder = env.data_dir / "recordings" / f"h{hearing.hearing_id}"
-            speed, seconds = asyncio.run(_compose_speed(folder))
+            speed, seconds, kbps = asyncio.run(_compose_speed(folder))
             measured["composite_speed_x_realtime"] = rounded(speed, 1)
             measured["recorded_s"] = rounded(seconds, 1)
+            measured["recorded_kbps_per_stream"] = rounded(kbps, 0)
             say(f"  {measured}")
             figures.update({f"{k}_{streams}": v for k, v in measured.items()})
     finally:
