@@ -205,7 +205,7 @@ async def _compose_speed(folder: Path) -> tuple[float | None, float | None, floa
 
     inputs = []
     kbps = []
-    for path in sorted(await asyncio.to_thread(lambda: list(folder.glob("p*.mkv")))):
+    for path in sorted(await asyncio.to_thread(lambda: list(folder.glob("run-*/p*.mkv")))):
         found = await archive.probe(path)
         if found is not None:
             inputs.append((path, 0.0, found))

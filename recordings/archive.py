@@ -1,22 +1,36 @@
 """Archiving recorded files: check, hash, register, compose, verify, expire.
 
-Files live under ``Settings.recordings_dir`` in one directory per hearing (``h<id>/``), named by
-us. A file is *archived* once its row exists: the row holds the SHA-256 and size taken at that
+Files live under ``Settings.recordings_dir`` in one directory per hearing (``h<id>/``) and, in
+it, one directory per recorder run (``run-<n>/``: from the start of a recording to its stop, or
+to the recorder's end when a crash interrupted it), all named by us. A run holds the
+participants' files, its timeline and its composite, so recording again in the same hearing
+never overwrites what an earlier run archived.
+
+Two advisory locks (``flock``) in the hearing's directory keep processes apart: the recorder
+holds ``recording.lock`` while it records (one recorder per hearing, whichever server process
+started it), and whoever archives holds ``archive.lock``. A run is being recorded when it is the
+newest run and ``recording.lock`` is held; every other run is finished and may be archived.
+
+A file is *archived* once its row exists: the row holds the SHA-256 and size taken at that
 moment, and every later check compares against them. ``archive_hearing`` is idempotent: it
-registers whatever in the hearing's directory is not registered yet and makes the composite if
+registers whatever in the finished runs is not registered yet and makes a run's composite if
 it is missing, so the same call finishes a job a crash interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
+import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +57,75 @@ class Probe:
     kinds: tuple[str, ...]  # stream kinds in the file, e.g. ("video", "audio")
 
 
+RECORDING_LOCK = "recording.lock"
+ARCHIVE_LOCK = "archive.lock"
+_RUN_RE = re.compile(r"^run-(\d+)$")
+
+
 def hearing_dir(root: Path, hearing_id: int) -> Path:
     return root / f"h{hearing_id}"
+
+
+def runs(root: Path, hearing_id: int) -> list[Path]:
+    """The hearing's run directories, oldest first."""
+    folder = hearing_dir(root, hearing_id)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _RUN_RE.match(p.name))]
+    return [p for _n, p in sorted(found)]
+
+
+def new_run(root: Path, hearing_id: int) -> Path:
+    """Create the next run directory (call with ``recording.lock`` held)."""
+    existing = runs(root, hearing_id)
+    number = int(existing[-1].name.split("-")[1]) + 1 if existing else 1
+    path = hearing_dir(root, hearing_id) / f"run-{number}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _try_lock(path: Path) -> int | None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def is_locked(root: Path, hearing_id: int, name: str = RECORDING_LOCK) -> bool:
+    """Whether another process holds that lock of the hearing right now."""
+    fd = _try_lock(hearing_dir(root, hearing_id) / name)
+    if fd is None:
+        return True
+    _unlock(fd)
+    return False
+
+
+class LockBusy(Exception):
+    """The lock stayed held by another process for the whole wait."""
+
+
+@contextlib.asynccontextmanager
+async def hold(root: Path, hearing_id: int, name: str, wait_s: float = 0.0) -> AsyncIterator[None]:
+    """Hold one of the hearing's locks, trying every 0.2 s for up to ``wait_s``."""
+    path = hearing_dir(root, hearing_id) / name
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while (fd := await asyncio.to_thread(_try_lock, path)) is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise LockBusy(str(path))
+        await asyncio.sleep(0.2)
+    try:
+        yield
+    finally:
+        _unlock(fd)
 
 
 async def probe(path: Path) -> Probe | None:
@@ -67,7 +148,28 @@ async def probe(path: Path) -> Probe | None:
     data = json.loads(out or b"{}")
     kinds = tuple(s.get("codec_type", "") for s in data.get("streams", []))
     duration = data.get("format", {}).get("duration")
+    if duration in (None, "N/A") and kinds:
+        # A file cut off by a crash has no duration in its header: the last packet says it.
+        return Probe(await _last_packet_time(path), kinds)
     return Probe(float(duration) if duration not in (None, "N/A") else None, kinds)
+
+
+async def _last_packet_time(path: Path) -> float | None:
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "packet=pts_time",
+        "-of",
+        "csv=p=0",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _err = await proc.communicate()
+    times = [float(t) for t in out.decode().split() if t.replace(".", "", 1).isdigit()]
+    return max(times) if times else None
 
 
 def sha256_of(path: Path) -> tuple[str, int]:
@@ -188,35 +290,53 @@ async def compose(out: Path, inputs: list[tuple[Path, float, Probe]]) -> bool:
         args += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-pix_fmt", "yuv420p"]
     if audios:
         args += ["-c:a", "aac", "-b:a", "64k"]
-    args += ["-movflags", "+faststart", str(out)]
+    # Made under another name and renamed when complete: a crash mid-way never leaves a
+    # truncated file under the composite's name (which the next archive run would trust).
+    part = out.with_name(f"{out.stem}.part{out.suffix}")
+    args += ["-movflags", "+faststart", str(part)]
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     _out, err = await proc.communicate()
     if proc.returncode != 0:
         log.error("composite of %s failed: %s", out.parent, err.decode(errors="replace")[-800:])
-        await asyncio.to_thread(out.unlink, missing_ok=True)
+        await asyncio.to_thread(part.unlink, missing_ok=True)
         return False
+    await asyncio.to_thread(os.replace, part, out)
     return True
 
 
 async def archive_hearing(
-    session: AsyncSession, root: Path, hearing_id: int
+    session: AsyncSession, root: Path, hearing_id: int, wait_s: float = 3600.0
 ) -> list[RecordingFile]:
-    """Register every unregistered file in the hearing's directory, then the composite (made
-    now when missing). Returns the rows it added. Files ffprobe cannot read are left in place
-    and logged (never registered as evidence-grade)."""
-    folder = hearing_dir(root, hearing_id)
+    """Register every unregistered file of the hearing's finished runs, and each run's
+    composite (made now when missing). Returns the rows it added. Files ffprobe cannot read
+    are left in place and logged (never registered as evidence-grade). Waits up to ``wait_s``
+    for another archiver of the hearing to finish (``LockBusy`` after that)."""
     hearing = await session.get(Hearing, hearing_id)
-    if hearing is None or not folder.is_dir():
+    if hearing is None or not hearing_dir(root, hearing_id).is_dir():
         return []
-    known = set(
-        (
-            await session.scalars(
-                select(RecordingFile.path).where(RecordingFile.hearing_id == hearing_id)
-            )
-        ).all()
-    )
+    async with hold(root, hearing_id, ARCHIVE_LOCK, wait_s):
+        finished = await asyncio.to_thread(runs, root, hearing_id)
+        recording: bool = await asyncio.to_thread(is_locked, root, hearing_id)
+        if recording:
+            finished = finished[:-1]  # the newest run is being recorded
+        known = set(
+            (
+                await session.scalars(
+                    select(RecordingFile.path).where(RecordingFile.hearing_id == hearing_id)
+                )
+            ).all()
+        )
+        added: list[RecordingFile] = []
+        for folder in finished:
+            added += await _archive_run(session, root, hearing, folder, known)
+        return added
+
+
+async def _archive_run(
+    session: AsyncSession, root: Path, hearing: Hearing, folder: Path, known: set[str]
+) -> list[RecordingFile]:
     timeline: dict[str, Any] = {}
     if (folder / TIMELINE_NAME).exists():
         timeline = json.loads((folder / TIMELINE_NAME).read_text() or "{}")
@@ -224,7 +344,7 @@ async def archive_hearing(
     people = {p.id: p for p in hearing.participants}
     added: list[RecordingFile] = []
     inputs: list[tuple[Path, float, Probe]] = []
-    for path in sorted(folder.glob("p*.mkv")):
+    for path in sorted(await asyncio.to_thread(lambda: list(folder.glob("p*.mkv")))):
         found = await probe(path)
         if found is None or not found.kinds:
             log.error("recording %s is unreadable; not archived", path)

@@ -36,6 +36,8 @@ T = TypeVar("T")
 Maker = async_sessionmaker[AsyncSession]
 DEMO_FILE = "demo-accounts.txt"
 GC_GEN0_THRESHOLD = 20_000  # default 700
+# How long a new recorder waits for its predecessor to close its files (seconds).
+RECORDER_LOCK_WAIT_S = 30.0
 
 
 def load_settings() -> Settings:
@@ -163,7 +165,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
 
 
 async def _record(maker: Maker, settings: Settings, hearing_id: int, url: str) -> str:
-    """Join the hearing as its recorder, record until dismissed (or SIGTERM), then archive."""
+    """Join the hearing as its recorder, record a new run until dismissed (or SIGTERM), then
+    archive. One recorder per hearing: the recording lock is waited for briefly (a predecessor
+    closing its files) and otherwise left to the recorder that holds it."""
     from recordings import archive
     from rooms.hearings import recorder_of
     from rooms.invitations import issue_invitation
@@ -171,20 +175,27 @@ async def _record(maker: Maker, settings: Settings, hearing_id: int, url: str) -
     from signaling.peer import host_addresses
     from signaling.recorder import record
 
-    async with maker() as session:
-        hearing = await session.get(Hearing, hearing_id)
-        recorder = recorder_of(hearing) if hearing is not None else None
-        if hearing is None or recorder is None or hearing.recording_since is None:
-            return f"Hearing {hearing_id} is not being recorded."
-        token = issue_invitation(settings.secret_key, hearing, recorder)
     root = settings.recordings_dir
-    addresses = [a.strip() for a in settings.recorder_host_addresses.split(",") if a.strip()]
-    chosen = host_addresses(addresses) if addresses else contextlib.nullcontext()
     stopping = asyncio.Event()
     # SIGTERM (the server shuts down): close the files cleanly, then archive them.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    with chosen:
-        await record(url, token, archive.hearing_dir(root, hearing_id), stopping)
+    try:
+        async with archive.hold(root, hearing_id, archive.RECORDING_LOCK, RECORDER_LOCK_WAIT_S):
+            async with maker() as session:
+                hearing = await session.get(Hearing, hearing_id)
+                recorder = recorder_of(hearing) if hearing is not None else None
+                if hearing is None or recorder is None or hearing.recording_since is None:
+                    return f"Hearing {hearing_id} is not being recorded."
+                token = issue_invitation(settings.secret_key, hearing, recorder)
+            run = await asyncio.to_thread(archive.new_run, root, hearing_id)
+            addresses = [
+                a.strip() for a in settings.recorder_host_addresses.split(",") if a.strip()
+            ]
+            chosen = host_addresses(addresses) if addresses else contextlib.nullcontext()
+            with chosen:
+                await record(url, token, run, stopping)
+    except archive.LockBusy:
+        return f"Hearing {hearing_id} is being recorded by another recorder."
     async with transaction(maker) as session:
         added = await archive.archive_hearing(session, root, hearing_id)
     return f"Hearing {hearing_id}: {len(added)} recording files archived."

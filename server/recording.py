@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,12 +25,13 @@ from aiohttp import web
 from cases.uow import transaction
 from config import ENV_PREFIX, Settings
 from recordings import archive
-from rooms.models import Hearing
 from web.context import SESSIONMAKER, SETTINGS
 
 log = logging.getLogger("yuntiao.recording")
 
 RETENTION_EVERY_S = 3600
+# A recorder just started may need this long to take the hearing's recording lock.
+STARTING_S = 30.0
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -44,32 +46,67 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class RecorderProcesses:
-    """Starts one ``yuntiao record`` process per recorded hearing and stops them at shutdown."""
+    """Starts ``yuntiao record`` processes for recorded hearings and stops them at shutdown.
+
+    ``start`` is called when recording starts and whenever someone joins a hearing that is
+    being recorded: after a crash of the recorder or of the whole server the next join starts
+    a new run. It starts nothing while a recorder (of any server process) holds the hearing's
+    recording lock, or while one of ours was started so recently that it may not hold it yet.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.running: dict[int, subprocess.Popen[bytes]] = {}  # the newest per hearing
+        self.started_at: dict[int, float] = {}
+        self.children: set[subprocess.Popen[bytes]] = set()
 
     def start(self, hearing_id: int, base_url: str) -> None:
+        root = self.settings.recordings_dir
         current = self.running.get(hearing_id)
         if current is not None and current.poll() is None:
-            return  # still recording (or still archiving the last run); it rejoins by itself
+            starting = time.monotonic() - self.started_at[hearing_id] < STARTING_S
+            if starting:
+                return
+        if archive.is_locked(root, hearing_id):
+            return  # a recorder is recording this hearing
         base_url = base_url or f"http://127.0.0.1:{self.settings.port}"
-        log_path = archive.hearing_dir(self.settings.recordings_dir, hearing_id) / "recorder.log"
+        log_path = archive.hearing_dir(root, hearing_id) / "recorder.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
             # Our own interpreter and module; the arguments are an int and our own address.
-            self.running[hearing_id] = subprocess.Popen(  # noqa: S603
+            process = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "server.cli", "record", "--hearing", str(hearing_id)]
                 + ["--url", base_url],
                 env=settings_env(self.settings),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        self._reap_on_exit(self.running[hearing_id])
+        self.running[hearing_id] = process
+        self.started_at[hearing_id] = time.monotonic()
+        self.children.add(process)
+        self._reap_on_exit(process, self.children)
+
+    async def wait(self, hearing_id: int, timeout_s: float) -> int | None:
+        """Wait for that hearing's newest recorder to finish (tests, shutdown); its exit code."""
+        process = self.running.get(hearing_id)
+        if process is None:
+            return None
+        return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
+
+    async def stop_all(self) -> None:
+        for process in list(self.children):
+            if process.poll() is None:
+                process.terminate()  # the recorder closes its files and archives them
+        for process in list(self.children):
+            try:
+                await asyncio.wait_for(asyncio.to_thread(process.wait), 60)
+            except TimeoutError:
+                process.kill()
 
     @staticmethod
-    def _reap_on_exit(process: subprocess.Popen[bytes]) -> None:
+    def _reap_on_exit(
+        process: subprocess.Popen[bytes], children: set[subprocess.Popen[bytes]]
+    ) -> None:
         """Collect the exit status as soon as the recorder ends, so that no finished recorder
         stays a zombie process until the server stops (a pidfd becomes readable on exit)."""
         loop = asyncio.get_running_loop()
@@ -79,25 +116,9 @@ class RecorderProcesses:
             loop.remove_reader(pidfd)
             os.close(pidfd)
             process.poll()
+            children.discard(process)
 
         loop.add_reader(pidfd, exited)
-
-    async def wait(self, hearing_id: int, timeout_s: float) -> int | None:
-        """Wait for that hearing's recorder to finish (tests, shutdown); its exit code."""
-        process = self.running.get(hearing_id)
-        if process is None:
-            return None
-        return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
-
-    async def stop_all(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                process.terminate()  # the recorder closes its files and archives them
-        for process in self.running.values():
-            try:
-                await asyncio.wait_for(asyncio.to_thread(process.wait), 60)
-            except TimeoutError:
-                process.kill()
 
 
 RECORDERS = web.AppKey("recorders", RecorderProcesses)
@@ -119,14 +140,14 @@ async def _jobs(app: web.Application) -> None:
     maker = app[SESSIONMAKER]
     root = settings.recordings_dir
     try:
+        # Runs a crash interrupted (the recorder's or the server's) are finished runs now;
+        # a run a live recorder is writing is skipped by ``archive_hearing`` itself.
         for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
-            hearing_id = int(folder.name[1:])
-            async with maker() as session:
-                hearing = await session.get(Hearing, hearing_id)
-                busy = hearing is None or hearing.recording_since is not None
-            if not busy:
+            try:
                 async with transaction(maker) as session:
-                    await archive.archive_hearing(session, root, hearing_id)
+                    await archive.archive_hearing(session, root, int(folder.name[1:]), wait_s=0)
+            except archive.LockBusy:
+                pass  # another process is archiving that hearing
         while True:
             async with transaction(maker) as session:
                 await archive.purge(session, root, settings.recording_retention_days)

@@ -10,13 +10,15 @@ Cost: aiortc's ``MediaRecorder`` decodes and re-encodes every stream (~17% of a 
 640×480 stream to H.264, FIELD-NOTES). Here aiortc's decoder is replaced, in this process only,
 by a pass-through that hands on the reassembled encoded frames (VP8, Opus), and PyAV remuxes
 them into one Matroska file per participant connection. Matroska is written as it goes, so a
-crash leaves a file that is readable up to the crash. Audio is held back until the first video
-keyframe (the container needs the video's size before its header is written; the same ordering
-problem as MediaRecorder's audio-before-video bug), or recorded alone when no video comes.
+crash leaves a file that is readable up to its last second (``CRASH_SAFE_MKV``). Audio is held
+back until the first video keyframe (the container needs the video's size before its header is
+written; the same ordering problem as MediaRecorder's audio-before-video bug), or recorded alone
+when no video comes. The run's timeline is rewritten (atomically) whenever it changes.
 
-When the recorder is dismissed (recording stopped, hearing ended) it closes its files and
-archives them (``recordings.archive``): ffprobe check, SHA-256, database rows, audit, then the
-composite file for the whole hearing.
+When the recorder is dismissed (recording stopped, hearing ended, the server gone) it closes
+its files and archives them (``recordings.archive``): ffprobe check, SHA-256, database rows,
+audit, then the run's composite file. A recorder that died is replaced by the next join
+(``server.recording.RecorderProcesses``) in a new run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import dataclasses
 import fractions
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,12 +39,17 @@ from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from recordings.archive import TIMELINE_NAME
 from signaling.peer import HearingPeer
 
 log = logging.getLogger("yuntiao.recorder")
 
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
+# Matroska keeps a cluster in memory until it is complete (up to 5 s or 5 MB) and the output
+# buffer holds even the header: killed after 5 s, a file had 0 bytes. One-second clusters,
+# handed to the kernel as each one completes, bound the loss to the last second.
+CRASH_SAFE_MKV = {"cluster_time_limit": "1000", "flush_packets": "1"}
 # Record audio alone when no video keyframe arrived within this many seconds of the first audio.
 AUDIO_ONLY_AFTER_S = 4.0
 
@@ -114,7 +122,7 @@ class ParticipantFile:
 
     def _open(self, size: tuple[int, int] | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), "w", format="matroska")
+        self.container = av.open(str(self.path), "w", format="matroska", options=CRASH_SAFE_MKV)
         if size is not None:
             video = self.container.add_stream("vp8")
             video.width, video.height = size
@@ -181,6 +189,7 @@ class HearingRecorder(HearingPeer):
         self.people: dict[int, dict[str, Any]] = {}
         self.timeline: list[TimelineEvent] = []
         self.segments: dict[int, int] = {}
+        self.saved_events = 0
         self.done = asyncio.Event()
 
     # What the hearing looks like, for file labels and the timeline.
@@ -201,6 +210,8 @@ class HearingRecorder(HearingPeer):
                     TimelineEvent(now, pid, person["name"], "moved", person["subroom"])
                 )
         self.people = seen
+        if len(self.timeline) != self.saved_events:
+            self.save_timeline()
 
     def received(self, remote_id: int, kind: str, frame: Any) -> None:
         if not isinstance(frame, Encoded):
@@ -212,6 +223,7 @@ class HearingRecorder(HearingPeer):
             subroom = str(self.people.get(remote_id, {}).get("subroom", "main"))
             name = f"p{remote_id}-{_safe(subroom)}-{segment}.mkv"
             target = self.files[remote_id] = ParticipantFile(self.out_dir / name)
+            self.save_timeline()
         try:
             target.add(kind, frame)
         except av.FFmpegError:
@@ -237,20 +249,34 @@ class HearingRecorder(HearingPeer):
         await self.disconnect()
         for remote_id in list(self.files):
             self.peer_closed(remote_id)
+        self.save_timeline()
+
+    def save_timeline(self) -> None:
+        """Write the run's timeline (events so far, files finished and still open) atomically,
+        whenever it changes: after a crash the run still says who was where and when."""
+        files = [
+            {"participant_id": pid, "file": path.name, "subroom": room, "start": t0}
+            for pid, path, room, t0 in self.finished
+        ] + [
+            {
+                "participant_id": pid,
+                "file": target.path.name,
+                "subroom": str(self.people.get(pid, {}).get("subroom", "main")),
+                "start": target.wall_started,
+            }
+            for pid, target in self.files.items()
+        ]
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "timeline.json").write_text(
+        part = self.out_dir / f"{TIMELINE_NAME}.part"
+        part.write_text(
             json.dumps(
-                {
-                    "events": [dataclasses.asdict(e) for e in self.timeline],
-                    "files": [
-                        {"participant_id": pid, "file": path.name, "subroom": room, "start": t0}
-                        for pid, path, room, t0 in self.finished
-                    ],
-                },
+                {"events": [dataclasses.asdict(e) for e in self.timeline], "files": files},
                 ensure_ascii=False,
                 indent=1,
             )
         )
+        os.replace(part, self.out_dir / TIMELINE_NAME)
+        self.saved_events = len(self.timeline)
 
     async def _on_sync(self, view: dict[str, Any]) -> None:
         self.note_view(view)

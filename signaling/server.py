@@ -145,15 +145,27 @@ class HearingSignaling:
         await self.sio.enter_room(sid, _room(participant_id), namespace=NAMESPACE)
         # The first sync and the chat history go out once the connection is confirmed:
         # events emitted inside the connect handler reach the client before its "connected".
-        self.sio.start_background_task(self._welcome, sid, hearing_id, participant_id)
+        self.sio.start_background_task(
+            self._welcome, sid, hearing_id, participant_id, _local_url(environ)
+        )
         return True
 
-    async def _welcome(self, sid: str, hearing_id: int, participant_id: int) -> None:
+    async def _welcome(self, sid: str, hearing_id: int, participant_id: int, local: str) -> None:
         await asyncio.sleep(0)
         await self.sync(hearing_id)
         async with self.maker() as session:
             participant_row = await session.get(HearingParticipant, participant_id)
             hearing = await session.get(Hearing, hearing_id)
+            if (
+                hearing is not None
+                and hearing.recording_since is not None
+                and participant_row is not None
+                and participant_row.kind != RECORDER
+                and self.start_recorder is not None
+            ):
+                # Recording is on: if its recorder is gone (a crash of the recorder or of the
+                # server), someone joining starts a new run of it.
+                self.start_recorder(hearing_id, local)
             if (
                 participant_row is not None
                 and hearing is not None

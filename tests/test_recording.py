@@ -235,6 +235,86 @@ async def _participants(sessionmaker: Any, hearing_id: int) -> list[Any]:
         )
 
 
+async def _recorder_connected(people: list[RtcParticipant], recorder_id: int) -> None:
+    for person in people:
+        await person.until(
+            lambda p=person: (
+                (link := p.peers.get(recorder_id)) is not None
+                and link.pc.connectionState == "connected"
+            ),
+            30,
+            "recorder connected",
+        )
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_a_crashed_recorder_is_replaced_and_both_runs_are_archived(
+    client: Any, sessionmaker: Any, participants: Make
+) -> None:
+    """kill -9 of the recorder mid-hearing: the next person to join starts a new run; what was
+    recorded up to the crash is archived with the rest, readable; recording again in the same
+    hearing overwrites nothing archived before."""
+    hearing_id, links = await recorded_hearing(client, sessionmaker)
+    mediator, applicant = await _in_hearing(client, links, participants, (MEDIATOR, APPLICANT))
+    recorders = client.app[RECORDERS]
+    root = client.app[SETTINGS].recordings_dir
+
+    await mediator.emit("recording_start")
+    await mediator.until(lambda: mediator.view["hearing"]["recording"], what="indicator")
+    recorder_id = max(p.id for p in await _participants(sessionmaker, hearing_id))
+    await _recorder_connected([mediator, applicant], recorder_id)
+    await asyncio.sleep(5)
+    first = recorders.running[hearing_id]
+    first.kill()
+    for _ in range(100):
+        if first.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert first.returncode == -9
+    assert mediator.view is not None and mediator.view["hearing"]["recording"]
+
+    # The respondent opens their link (they wait in the lobby): a new recorder run starts.
+    respondent = participants(RESPONDENT, video_size=(640, 480))
+    await respondent.connect(str(client.make_url("/")), links[RESPONDENT].token)
+    for _ in range(100):
+        if recorders.running[hearing_id] is not first:
+            break
+        await asyncio.sleep(0.1)
+    second = recorders.running[hearing_id]
+    assert second is not first
+    await asyncio.sleep(1)  # the dead recorder's connections are replaced by the new ones
+    await _recorder_connected([mediator, applicant], recorder_id)
+    await asyncio.sleep(4)
+    await mediator.emit("recording_stop")
+    assert await recorders.wait(hearing_id, 120) == 0
+
+    async with sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(RecordingFile).where(RecordingFile.hearing_id == hearing_id)
+            )
+        ).all()
+        by_run: dict[str, list[str]] = {}
+        for row in rows:
+            by_run.setdefault(row.path.split("/")[1], []).append(row.kind)
+        assert sorted(by_run) == ["run-1", "run-2"]
+        for kinds in by_run.values():
+            assert sorted(kinds) == sorted(
+                [PARTICIPANT_FILE, PARTICIPANT_FILE, COMPOSITE_FILE, TIMELINE_FILE]
+            )
+        crashed = [r for r in rows if r.path.startswith(f"h{hearing_id}/run-1/")]
+        for row in crashed:
+            if row.kind == TIMELINE_FILE:
+                names = {f["file"] for f in json.loads((root / row.path).read_text())["files"]}
+                assert len(names) == 2  # written as it went, not only at the end
+                continue
+            found = await archive.probe(root / row.path)  # a cut-off file: no duration header
+            assert found is not None and set(found.kinds) == {"audio", "video"}, row.path
+            assert row.duration_s is not None and row.duration_s >= 3, (row.path, row.duration_s)
+        report = await archive.verify(session, root, hearing_id)
+        assert report.ok and report.checked == 8
+
+
 # ---- the archive pages, retention and authorisation (a real file made by ffmpeg) ----------------
 
 
@@ -261,11 +341,8 @@ async def _archived_sample(client: Any, sessionmaker: Any, seconds: int = 3) -> 
     in Matroska like the recorder writes), archived the way the recorder does it."""
     hearing_id, _links = await recorded_hearing(client, sessionmaker)
     root = client.app[SETTINGS].recordings_dir
-    folder = archive.hearing_dir(root, hearing_id)
-    folder.mkdir(parents=True)
-    async with sessionmaker() as session:
-        mediator = min(p.id for p in await _participants(sessionmaker, hearing_id))
-        del session
+    folder = archive.new_run(root, hearing_id)
+    mediator = min(p.id for p in await _participants(sessionmaker, hearing_id))
     await _sample_file(folder / f"p{mediator}-main-1.mkv", seconds)
     async with transaction(sessionmaker) as session:
         return await archive.archive_hearing(session, root, hearing_id)
@@ -369,8 +446,7 @@ async def test_an_interrupted_archive_is_finished_at_start_up(
     from server.app import create_app
 
     hearing_id, _links = await recorded_hearing(client, sessionmaker)
-    folder = archive.hearing_dir(settings.recordings_dir, hearing_id)
-    folder.mkdir(parents=True)
+    folder = archive.new_run(settings.recordings_dir, hearing_id)
     await _sample_file(folder / "p1-main-1.mkv", 2)
     restarted = await aiohttp_client(create_app(settings))
     for _ in range(100):
