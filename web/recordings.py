@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,12 +27,15 @@ from cases.audit import AuditAction, record
 from cases.catalogue import N_
 from cases.errors import Forbidden, NotFound
 from cases.models import Case, User
+from evidence.storage import StoredFileError
 from recordings import archive
 from recordings.catalogue import FILE_KINDS
 from recordings.models import RecordingFile
 from rooms.models import Hearing
-from web.context import SETTINGS, actor, require_user, transaction
+from web.context import SESSIONMAKER, SETTINGS, actor, require_user, transaction
 from web.pages import PAGE_SIZE, as_id, redirect, render
+
+log = logging.getLogger("yuntiao.recordings")
 
 VIEW_ROLES = access.ADMIN_ROLES | {"mediator"}
 
@@ -137,24 +142,94 @@ def _may_see(user: User, case: Case) -> bool:
     return case.mediator_id == user.id
 
 
+def _range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The byte range asked for as ``(start, end)`` (end exclusive), the whole file when none;
+    None when it cannot be served (416)."""
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return 0, size
+    if wanted.start is None and wanted.stop is None:
+        return 0, size
+    first = wanted.start if wanted.start is not None else 0
+    if first < 0:  # "bytes=-N": the last N bytes
+        first = max(0, size + first)
+    last = size if wanted.stop is None else min(wanted.stop, size)
+    if first >= last:
+        return None
+    return first, last
+
+
+async def stream_recording(
+    request: web.Request, row: RecordingFile, *, attachment: bool
+) -> web.StreamResponse:
+    """The recording's media bytes with HTTP ranges (seeking), decrypted chunk by chunk when it
+    is sealed: a range reads only the chunks it covers. Authorisation and the audit row are the
+    caller's. ``KeyMissing`` / ``Unreadable`` (readable 409 pages) when it cannot be read."""
+    root = request.app[SETTINGS].recordings_dir
+    key = archive.master_key(request.app[SETTINGS].recording_encryption_key)
+    try:
+        reader = await asyncio.to_thread(archive.open_stored, root, row.path, key)
+    except FileNotFoundError:
+        raise NotFound(
+            N_(
+                "The recording's file is missing. Tell the administrator to run "
+                "`yuntiao recordings verify`."
+            ),
+            code="recording_missing",
+        ) from None
+    try:
+        wanted = _range(request, reader.size)
+        if wanted is None:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{reader.size}"})
+        start, end = wanted
+        partial = (start, end) != (0, reader.size)
+        response = web.StreamResponse(
+            status=206 if partial else 200,
+            headers={
+                "Content-Type": row.media_type,
+                "Accept-Ranges": "bytes",
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+        if partial:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{reader.size}"
+        if attachment:
+            suffix = Path(row.path).suffix
+            response.headers["Content-Disposition"] = (
+                f'attachment; filename="recording-{row.hearing_id}-{row.id}{suffix}"'
+            )
+        response.content_length = end - start
+        await response.prepare(request)
+        position = start
+        try:
+            while position < end:
+                piece = await asyncio.to_thread(reader.pread, position, end - position)
+                if not piece:
+                    break
+                await response.write(piece)
+                position += len(piece)
+        except StoredFileError:
+            log.error("recording %s (%s) does not decrypt at %s", row.id, row.path, position)
+            # Headers are gone: cut the connection so the client sees an incomplete download.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        reader.close()
+
+
 async def _send(request: web.Request, *, attachment: bool) -> web.StreamResponse:
     user = require_user(request, VIEW_ROLES)
-    root = request.app[SETTINGS].recordings_dir
     async with transaction(request) as session:
         row, case = await _load(session, request, user)
         if row.deleted_at is not None:
             raise NotFound(
                 N_("This recording was deleted at the end of its retention period."),
                 code="recording_deleted",
-            )
-        path = root / row.path
-        if not await asyncio.to_thread(path.is_file):
-            raise NotFound(
-                N_(
-                    "The recording's file is missing. Tell the administrator to run "
-                    "`yuntiao recordings verify`."
-                ),
-                code="recording_missing",
             )
         # One audit row per play or download, not per seek (a seek asks for a later range).
         if not request.http_range.start:
@@ -167,13 +242,7 @@ async def _send(request: web.Request, *, attachment: bool) -> web.StreamResponse
                 case_id=case.id,
                 details={"file": row.path, "sha256": row.sha256},
             )
-    response = web.FileResponse(path, headers={"Cache-Control": "no-store"})
-    response.content_type = row.media_type
-    if attachment:
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="recording-{row.hearing_id}-{row.id}{path.suffix}"'
-        )
-    return response
+    return await stream_recording(request, row, attachment=attachment)
 
 
 async def play(request: web.Request) -> web.StreamResponse:
@@ -204,15 +273,13 @@ async def hold(request: web.Request) -> web.StreamResponse:
 
 async def verify_one(request: web.Request) -> web.StreamResponse:
     user = require_user(request, VIEW_ROLES)
-    root = request.app[SETTINGS].recordings_dir
-    async with transaction(request) as session:
+    settings = request.app[SETTINGS]
+    key = archive.master_key(settings.recording_encryption_key)
+    async with request.app[SESSIONMAKER]() as session:
         row, case = await _load(session, request, user)
-        path = root / row.path
-        problem = ""
-        if not await asyncio.to_thread(path.is_file):
-            problem = "missing"
-        elif await asyncio.to_thread(archive.sha256_of, path) != (row.sha256, row.size):
-            problem = "changed"
+    # Re-hashing (and decrypting) a long recording takes a while: outside the write transaction.
+    problem, _text = await asyncio.to_thread(archive.check_file, settings.recordings_dir, row, key)
+    async with transaction(request) as session:
         await record(
             session,
             actor(request),
