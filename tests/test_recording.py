@@ -659,3 +659,134 @@ async def test_compose_runs_outside_the_database_transaction(
     monkeypatch.setattr(archive, "compose", compose_and_write)
     rows, _original = await _archived_sample(client, sessionmaker)
     assert wrote == [True] and len(rows) == 2
+
+
+# ---- sharing a recording with the parties ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_a_recording_shared_with_one_party_reaches_only_that_party(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str], encrypted: bool
+) -> None:
+    from cases.models import Case, Party, User
+    from recordings import sharing
+    from tests.helpers import login
+    from tests.test_evidence_api import other_case
+    from tests.test_evidence_support import party_token
+
+    hearing_id, links = await recorded_hearing(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    folder = archive.new_run(root, hearing_id)
+    await _sample_file(folder / f"p{links[APPLICANT].id}-main-1.mkv", 3)
+    rows = await archive.archive_hearing(sessionmaker, root, hearing_id, key=_key(client))
+    composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
+    applicant, respondent = links[APPLICANT].token, links[RESPONDENT].token
+    async with sessionmaker() as session:
+        parties = {p.name: p.id for p in (await session.scalars(select(Party))).all()}
+    play = f"/recordings/{composite.id}/play"
+
+    # Nothing is shared yet: the party sees no recording and gets 403 on its routes.
+    page = await client.get(f"/h/{applicant}")
+    assert "data-recordings-link" not in await page.text()
+    resp = await client.get(f"/h/{applicant}/recordings")
+    assert resp.status == 200 and "data-recording=" not in await resp.text()
+    resp = await client.get(f"/h/{applicant}{play}")
+    assert resp.status == 403 and "未向您共享" in await resp.text()
+
+    # Staff who are not administrators of the case's organisation cannot share.
+    for username in ("mediator", "mediator2", "clerk"):
+        client.session.cookie_jar.clear()
+        csrf = await login(client, username, demo_logins[username])
+        resp = await client.post(
+            f"/admin/recordings/{composite.id}/share", data={"party": "all", "csrf_token": csrf}
+        )
+        assert resp.status == 403, username
+    elsewhere = User(role="org_admin", organisation_id=999, username="x", display_name="x")
+    assert not sharing.can_share(elsewhere, Case(organisation_id=1))
+
+    # The administrator shares it with the applicant only.
+    client.session.cookie_jar.clear()
+    csrf = await login(client, "admin", demo_logins["admin"])
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/share",
+        data={"party": str(parties[APPLICANT]), "csrf_token": csrf},
+    )
+    assert resp.status == 200 and f'data-shared-party="{parties[APPLICANT]}"' in await resp.text()
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/share", data={"party": "12345", "csrf_token": csrf}
+    )
+    assert resp.status == 422  # not a party of this case
+    client.session.cookie_jar.clear()
+
+    page = await client.get(f"/h/{applicant}")
+    assert "data-recordings-link" in await page.text()
+    listing = await (await client.get(f"/h/{applicant}/recordings")).text()
+    assert f'data-recording="{composite.id}"' in listing
+    whole = await client.get(f"/h/{applicant}/recordings/{composite.id}/download")
+    assert whole.status == 200 and "attachment" in whole.headers["Content-Disposition"]
+    body = await whole.read()
+    assert hashlib.sha256(body).hexdigest() == composite.sha256
+    resp = await client.get(f"/h/{applicant}{play}", headers={"Range": "bytes=0-99"})
+    assert resp.status == 206 and await resp.read() == body[:100]
+    resp = await client.get(f"/h/{applicant}{play}", headers={"Range": "bytes=1000-"})
+    assert resp.status == 206 and await resp.read() == body[1000:]
+
+    # The other side, a party of another case, a forged link: refused with a readable page.
+    resp = await client.get(f"/h/{respondent}{play}")
+    assert resp.status == 403 and "未向您共享" in await resp.text()
+    assert (
+        f'data-recording="{composite.id}"'
+        not in await (await client.get(f"/h/{respondent}/recordings")).text()
+    )
+    case2 = await other_case(client, demo_logins)
+    stranger = await party_token(client, sessionmaker, case2, "applicant")
+    assert (await client.get(f"/h/{stranger}{play}")).status == 403
+    assert (await client.get(f"/h/{stranger}/recordings/{composite.id}/download")).status == 403
+    resp = await client.get(f"/h/not.a.token{play}")
+    assert resp.status == 403 and "链接" in await resp.text()
+    assert (await client.get(f"/h/{applicant}/recordings/999999/play")).status == 404
+
+    # Revoked: the applicant loses it at once.
+    csrf = await login(client, "admin", demo_logins["admin"])
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/revoke",
+        data={"party": str(parties[APPLICANT]), "csrf_token": csrf},
+    )
+    assert resp.status == 200 and "data-shared-party" not in await resp.text()
+    client.session.cookie_jar.clear()
+    assert (await client.get(f"/h/{applicant}{play}")).status == 403
+    listing = await (await client.get(f"/h/{applicant}/recordings")).text()
+    assert f'data-recording="{composite.id}"' not in listing
+
+    # Shared with everyone: both sides see it.
+    csrf = await login(client, "admin", demo_logins["admin"])
+    await client.post(
+        f"/admin/recordings/{composite.id}/share", data={"party": "all", "csrf_token": csrf}
+    )
+    client.session.cookie_jar.clear()
+    for token in (applicant, respondent):
+        resp = await client.get(f"/h/{token}{play}", headers={"Range": "bytes=0-9"})
+        assert resp.status == 206
+
+    async with sessionmaker() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.object_type == "recording_file",
+                    AuditEntry.object_id == str(composite.id),
+                )
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
+        assert (await verify_chain(session)).ok
+    by_party = [
+        (e.action, e.actor_id) for e in entries if e.actor_type == "party"
+    ]  # the party is the actor of their own plays and downloads
+    assert (AuditAction.RECORDING_DOWNLOADED, parties[APPLICANT]) in by_party
+    assert (AuditAction.RECORDING_VIEWED, parties[APPLICANT]) in by_party
+    assert (AuditAction.RECORDING_VIEWED, parties[RESPONDENT]) in by_party
+    actions = [e.action for e in entries]
+    # The applicant, then every party of the case (the applicant again: revoked in between).
+    assert actions.count(AuditAction.RECORDING_SHARED) == 1 + len(parties)
+    assert actions.count(AuditAction.RECORDING_SHARE_REVOKED) == 1
