@@ -76,6 +76,8 @@ class AuditAction(StrEnum):
     RECORDING_HOLD_CHANGED = "recording.legal_hold_changed"
     RECORDING_DELETED = "recording.deleted"
     RECORDING_VERIFIED = "recording.verified"
+    RECORDING_SHARED = "recording.shared"
+    RECORDING_SHARE_REVOKED = "recording.share_revoked"
     EVIDENCE_EXAMINED = "evidence.examined"
     EVIDENCE_PRESENTED = "evidence.presented"
     AGREEMENT_CREATED = "agreement.created"

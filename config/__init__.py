@@ -114,6 +114,12 @@ class Settings:
         "Days a hearing recording is kept; older files are deleted by the retention job "
         "unless under legal hold.",
     )
+    recording_encryption_key: str = _setting(
+        "",
+        "Base64 AES-256 master key for recordings at rest (same format as the evidence key): "
+        "each archived file is stored encrypted. Empty: recordings are stored unencrypted.",
+        secret=True,
+    )
     recorder_host_addresses: str = _setting(
         "",
         "Comma-separated addresses the recorder offers as ICE host candidates. Empty: the "

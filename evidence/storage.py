@@ -186,14 +186,75 @@ class _Keys:
         return self.chunk_size + TAG_SIZE
 
 
+def decode_master_key(master_key_b64: str) -> bytes:
+    """The 32-byte master key from its base64 form (the settings' format); ``ValueError`` else."""
+    try:
+        key = base64.b64decode(master_key_b64, validate=True)
+    except (ValueError, TypeError):
+        raise ValueError("encryption key must be 32 bytes, base64-encoded") from None
+    if len(key) != 32:
+        raise ValueError("encryption key must be 32 bytes, base64-encoded")
+    return key
+
+
+def seal_file(
+    src: Path,
+    dst: Path,
+    master: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    observer: Observer | None = None,
+) -> int:
+    """Encrypt the plaintext file ``src`` into ``dst`` in the stored-file format above (blocking;
+    run it in a thread). Written to ``dst.part``, fsynced and renamed, then the directory is
+    fsynced: ``dst`` is either absent or complete. ``observer`` sees each plaintext chunk (to hash
+    what was sealed). ``src`` is left alone. Returns the plaintext size."""
+    header = MAGIC + struct.pack(">I", chunk_size) + os.urandom(NONCE_SIZE)
+    keys = _Keys(master, header)
+    part = dst.with_name(dst.name + ".part")
+    size = 0
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, header)
+        with src.open("rb") as fh:
+            current = fh.read(chunk_size)
+            index = 0
+            while True:
+                # Read one chunk ahead: only then is it known whether this one is the final one.
+                following = fh.read(chunk_size) if len(current) == chunk_size else b""
+                final = not following
+                if observer is not None:
+                    observer(current)
+                size += len(current)
+                sealed = keys.chunks.encrypt(
+                    _chunk_nonce(index), current, _chunk_aad(header, index, final)
+                )
+                _write_all(fd, sealed)
+                if final:
+                    break
+                current, index = following, index + 1
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        part.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(part, dst)
+    _fsync_dir(dst.parent)
+    return size
+
+
+def open_sealed(path: Path, master: bytes) -> DecryptingReader:
+    """A blocking, seekable plaintext reader of a file ``seal_file`` (or the store) wrote;
+    ``StoredFileError`` when it does not decrypt under ``master``."""
+    return DecryptingReader(path, master)
+
+
 class LocalEvidenceStore:
     """Files under ``root`` (``blobs/`` and ``pending/``), encrypted under ``master_key_b64``."""
 
     def __init__(self, root: Path, master_key_b64: str, chunk_size: int = CHUNK_SIZE) -> None:
-        key = base64.b64decode(master_key_b64)
-        if len(key) != 32:
-            raise ValueError("evidence encryption key must be 32 bytes (base64)")
-        self._master = key
+        self._master = decode_master_key(master_key_b64)
         self.root = root
         self.chunk_size = chunk_size
         self.blobs = root / "blobs"

@@ -15,6 +15,9 @@ A file is *archived* once its row exists: the row holds the SHA-256 and size tak
 moment, and every later check compares against them. ``archive_hearing`` is idempotent: it
 registers whatever in the finished runs is not registered yet and makes a run's composite if
 it is missing, so the same call finishes a job a crash interrupted.
+
+With a recording key configured, each archived file is then sealed (encrypted at rest, see
+"encryption at rest" below); the row keeps the media's own name, hash and size.
 """
 
 from __future__ import annotations
@@ -30,23 +33,36 @@ import logging
 import math
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cases.actor import Actor
 from cases.audit import AuditAction, record
+from cases.catalogue import N_
+from cases.errors import Conflict
 from cases.models import utcnow
+from cases.uow import transaction
+from evidence.storage import (
+    DecryptingReader,
+    StoredFileError,
+    decode_master_key,
+    open_sealed,
+    seal_file,
+)
 from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE, RecordingFile
-from rooms.models import Hearing, HearingParticipant
+from rooms.models import Hearing
 
 log = logging.getLogger("yuntiao.recordings")
 
 COMPOSITE_NAME = "hearing.mp4"
 TIMELINE_NAME = "timeline.json"
+SEALED_SUFFIX = ".enc"  # an archived file encrypted at rest: <name>.enc
+UNSEALED_DIR = ".unsealed"  # sealed inputs decrypted for a late composite, removed after
 COMPOSITE_FPS = 15  # an archive to watch, not to broadcast: half the camera's rate is enough
 TILE = (320, 240)
 
@@ -190,35 +206,203 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-async def register(
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- encryption at rest ---------------------------------------------------------------------------
+#
+# With a key configured, every archived file is sealed once its row is committed: ``<name>.enc``
+# in the evidence store's chunked AES-GCM format (``evidence.storage.seal_file``), and the
+# plaintext is deleted. Rows keep the media's own name, SHA-256 and size, so a sealed file is
+# checked by decrypting it in a stream. Recording and composing work on plaintext (ffmpeg needs
+# files): the run being recorded and a run not archived yet are plaintext until archived.
+
+
+class KeyMissing(Conflict):
+    """A sealed file was asked for while no recording key is configured."""
+
+    code = "recording_key_missing"
+
+    def __init__(self) -> None:
+        super().__init__(
+            N_(
+                "This recording is stored encrypted, but no recording key is configured "
+                "(YUNTIAO_RECORDING_ENCRYPTION_KEY): key missing. Tell the system administrator."
+            )
+        )
+
+
+class Unreadable(Conflict):
+    """A sealed file does not decrypt: changed, truncated, or sealed under another key."""
+
+    code = "recording_damaged"
+
+    def __init__(self) -> None:
+        super().__init__(
+            N_(
+                "The stored copy of this recording does not decrypt: it was changed or is "
+                "encrypted under another key. Tell the administrator to run "
+                "`yuntiao recordings verify`."
+            )
+        )
+
+
+def master_key(value: str) -> bytes | None:
+    """The recording key from its setting (base64, 32 bytes); None when empty (no encryption)."""
+    return decode_master_key(value) if value else None
+
+
+def sealed_path(path: Path) -> Path:
+    return path.with_name(path.name + SEALED_SUFFIX)
+
+
+def stored_file(root: Path, relative: str) -> tuple[Path, bool] | None:
+    """Where the archived file ``relative`` is on disk and whether it is sealed (a sealed copy
+    wins: the plaintext beside it is only a crash's leftover); None when neither exists."""
+    plain = root / relative
+    sealed = sealed_path(plain)
+    if sealed.is_file():
+        return sealed, True
+    if plain.is_file():
+        return plain, False
+    return None
+
+
+def _sealed_sha256(path: Path, key: bytes) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open_sealed(path, key) as reader:
+        for index in range(reader.chunks()):
+            chunk = reader.chunk(index)
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class PlainReader:
+    """The reading side ``DecryptingReader`` offers, for a file that is not sealed."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("rb")
+        self.size = os.fstat(self._fh.fileno()).st_size
+
+    def pread(self, position: int, limit: int) -> bytes:
+        return os.pread(self._fh.fileno(), min(limit, 1 << 20), position)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def open_stored(root: Path, relative: str, key: bytes | None) -> PlainReader | DecryptingReader:
+    """A blocking reader of the archived file's media bytes (decrypting a sealed one).
+    ``FileNotFoundError`` when it is gone, ``KeyMissing``, or ``Unreadable`` when the first chunk
+    does not decrypt (later chunks raise ``StoredFileError`` as they are read)."""
+    found = stored_file(root, relative)
+    if found is None:
+        raise FileNotFoundError(relative)
+    path, sealed = found
+    if not sealed:
+        return PlainReader(path)
+    if key is None:
+        raise KeyMissing()
+    try:
+        reader = open_sealed(path, key)
+    except StoredFileError:
+        raise Unreadable() from None
+    try:
+        reader.chunk(0)
+    except StoredFileError:
+        reader.close()
+        raise Unreadable() from None
+    return reader
+
+
+def _unseal(src: Path, dst: Path, key: bytes) -> None:
+    dst.parent.mkdir(exist_ok=True)
+    with open_sealed(src, key) as reader, dst.open("wb") as out:
+        for index in range(reader.chunks()):
+            out.write(reader.chunk(index))
+
+
+def _seal_one(root: Path, relative: str, key: bytes) -> bool:
+    """Seal one archived file and delete its plaintext; True when it did something. A crash
+    may have come between sealing and deleting: a complete sealed copy (``seal_file`` renames
+    it into place) that decrypts to the plaintext's bytes is kept and only the plaintext goes."""
+    plain = root / relative
+    if not plain.is_file():
+        return False
+    sealed = sealed_path(plain)
+    keep = False
+    if sealed.is_file():
+        try:
+            keep = _sealed_sha256(sealed, key) == sha256_of(plain)
+        except StoredFileError:
+            keep = False  # a copy under another key, or damaged: seal again
+    if not keep:
+        seal_file(plain, sealed, key)
+    plain.unlink()
+    _fsync_dir(plain.parent)
+    return True
+
+
+async def seal_archived(root: Path, relatives: list[str], key: bytes) -> int:
+    """Seal every listed archived file still stored as plaintext (just archived, left by a
+    crash, or archived before a key was configured); how many were sealed."""
+    done = 0
+    for relative in relatives:
+        try:
+            done += await asyncio.to_thread(_seal_one, root, relative, key)
+        except OSError:
+            log.exception("recording %s could not be sealed; it stays as it is", relative)
+    return done
+
+
+# ---- archiving ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Candidate:
+    """A file of a finished run, ready to be registered (hashed outside any transaction)."""
+
+    path: Path
+    kind: str
+    media_type: str
+    participant_id: int | None = None
+    subroom: str = ""
+    started_at: dt.datetime | None = None
+    duration_s: float | None = None
+    sha256: str = ""
+    size: int = 0
+
+
+async def _register(
     session: AsyncSession,
     root: Path,
-    hearing: Hearing,
-    path: Path,
-    kind: str,
-    *,
-    participant: HearingParticipant | None = None,
-    subroom: str = "",
-    started_at: dt.datetime | None = None,
-    duration_s: float | None = None,
-    media_type: str = "video/x-matroska",
+    hearing_id: int,
+    case_id: int,
+    people: dict[int, str],
+    found: _Candidate,
 ) -> RecordingFile:
-    """Archive one file: fsync, hash, row, audit (``recording.archived``)."""
-    await asyncio.to_thread(_fsync, path)
-    sha256, size = await asyncio.to_thread(sha256_of, path)
+    """Archive one file: the row with the hash taken before, and ``recording.archived``."""
+    participant_id = found.participant_id if found.participant_id in people else None
     row = RecordingFile(
-        hearing_id=hearing.id,
-        case_id=hearing.case_id,
-        kind=kind,
-        participant_id=participant.id if participant else None,
-        participant_name=participant.display_name if participant else "",
-        subroom=subroom,
-        path=str(path.relative_to(root)),
-        media_type=media_type,
-        size=size,
-        sha256=sha256,
-        duration_s=duration_s,
-        started_at=started_at,
+        hearing_id=hearing_id,
+        case_id=case_id,
+        kind=found.kind,
+        participant_id=participant_id,
+        participant_name=people[participant_id] if participant_id is not None else "",
+        subroom=found.subroom,
+        path=str(found.path.relative_to(root)),
+        media_type=found.media_type,
+        size=found.size,
+        sha256=found.sha256,
+        duration_s=found.duration_s,
+        started_at=found.started_at,
     )
     session.add(row)
     await session.flush()
@@ -228,15 +412,15 @@ async def register(
         AuditAction.RECORDING_ARCHIVED,
         object_type="recording_file",
         object_id=row.id,
-        case_id=hearing.case_id,
+        case_id=case_id,
         details={
-            "hearing_id": hearing.id,
-            "kind": kind,
+            "hearing_id": hearing_id,
+            "kind": found.kind,
             "file": row.path,
-            "sha256": sha256,
-            "size": size,
+            "sha256": found.sha256,
+            "size": found.size,
             "participant_id": row.participant_id,
-            "duration_s": duration_s,
+            "duration_s": found.duration_s,
         },
     )
     return row
@@ -307,95 +491,207 @@ async def compose(out: Path, inputs: list[tuple[Path, float, Probe]]) -> bool:
 
 
 async def archive_hearing(
-    session: AsyncSession, root: Path, hearing_id: int, wait_s: float = 3600.0
+    maker: async_sessionmaker[AsyncSession],
+    root: Path,
+    hearing_id: int,
+    *,
+    key: bytes | None = None,
+    wait_s: float = 3600.0,
 ) -> list[RecordingFile]:
     """Register every unregistered file of the hearing's finished runs, and each run's
-    composite (made now when missing). Returns the rows it added. Files ffprobe cannot read
-    are left in place and logged (never registered as evidence-grade). Waits up to ``wait_s``
-    for another archiver of the hearing to finish (``LockBusy`` after that)."""
-    hearing = await session.get(Hearing, hearing_id)
-    if hearing is None or not hearing_dir(root, hearing_id).is_dir():
+    composite (made now when missing); with ``key``, then seal every archived file still stored
+    as plaintext. Returns the rows it added. Files ffprobe cannot read are left in place and
+    logged (never registered as evidence-grade). Waits up to ``wait_s`` for another archiver of
+    the hearing to finish (``LockBusy`` after that).
+
+    The slow work (ffprobe, the ffmpeg composite, hashing, sealing) runs outside any database
+    transaction: on SQLite a write transaction would block every other writer for the whole
+    compose. Each run's rows are then written in one short transaction, and sealing starts only
+    after that commit, so what a crash interrupts is finished by the next call."""
+    if not await asyncio.to_thread(hearing_dir(root, hearing_id).is_dir):
         return []
+    async with maker() as session:
+        hearing = await session.get(Hearing, hearing_id)
+        if hearing is None:
+            return []
+        case_id = hearing.case_id
+        people = {p.id: p.display_name for p in hearing.participants}
     async with hold(root, hearing_id, ARCHIVE_LOCK, wait_s):
         finished = await asyncio.to_thread(runs, root, hearing_id)
         recording: bool = await asyncio.to_thread(is_locked, root, hearing_id)
         if recording:
             finished = finished[:-1]  # the newest run is being recorded
-        known = set(
-            (
-                await session.scalars(
-                    select(RecordingFile.path).where(RecordingFile.hearing_id == hearing_id)
-                )
-            ).all()
-        )
+        async with maker() as session:
+            known = {
+                row.path: row
+                for row in (
+                    await session.scalars(
+                        select(RecordingFile).where(RecordingFile.hearing_id == hearing_id)
+                    )
+                ).all()
+            }
         added: list[RecordingFile] = []
         for folder in finished:
-            added += await _archive_run(session, root, hearing, folder, known)
+            found = await _prepare_run(root, folder, known, key)
+            if not found:
+                continue
+            async with transaction(maker) as session:
+                rows = [
+                    await _register(session, root, hearing_id, case_id, people, item)
+                    for item in found
+                ]
+            added += rows
+            known.update((row.path, row) for row in rows)
+        if key is not None:
+            await seal_archived(
+                root, [path for path, row in known.items() if row.deleted_at is None], key
+            )
         return added
 
 
-async def _archive_run(
-    session: AsyncSession, root: Path, hearing: Hearing, folder: Path, known: set[str]
-) -> list[RecordingFile]:
-    timeline: dict[str, Any] = {}
-    if (folder / TIMELINE_NAME).exists():
-        timeline = json.loads((folder / TIMELINE_NAME).read_text() or "{}")
-    starts = {f["file"]: (f.get("start"), f.get("subroom", "")) for f in timeline.get("files", [])}
-    people = {p.id: p for p in hearing.participants}
-    added: list[RecordingFile] = []
-    inputs: list[tuple[Path, float, Probe]] = []
-    for path in sorted(await asyncio.to_thread(lambda: list(folder.glob("p*.mkv")))):
-        found = await probe(path)
-        if found is None or not found.kinds:
-            log.error("recording %s is unreadable; not archived", path)
-            continue
-        start, subroom = starts.get(path.name, (None, ""))
-        start_at = path.stat().st_mtime - (found.duration_s or 0) if start is None else start
-        inputs.append((path, start_at, found))
-        relative = str(path.relative_to(root))
-        if relative in known:
-            continue
-        participant_id = int(path.name[1:].split("-", 1)[0])
-        added.append(
-            await register(
-                session,
-                root,
-                hearing,
-                path,
-                PARTICIPANT_FILE,
-                participant=people.get(participant_id),
-                subroom=subroom or path.name.split("-")[1],
-                started_at=dt.datetime.fromtimestamp(start_at, dt.UTC),
-                duration_s=found.duration_s,
-            )
-        )
+def _media_files(folder: Path) -> list[Path]:
+    """The run's participant files by their media name, whether stored plain or sealed."""
+    names = {p.name for p in folder.glob("p*.mkv")}
+    names |= {p.name[: -len(SEALED_SUFFIX)] for p in folder.glob(f"p*.mkv{SEALED_SUFFIX}")}
+    return [folder / name for name in sorted(names)]
+
+
+def _read_timeline(folder: Path, key: bytes | None) -> dict[str, Any]:
+    plain = folder / TIMELINE_NAME
+    try:
+        if plain.is_file():
+            return dict(json.loads(plain.read_text() or "{}"))
+        sealed = sealed_path(plain)
+        if sealed.is_file() and key is not None:
+            with open_sealed(sealed, key) as reader:
+                data = b"".join(reader.chunk(i) for i in range(reader.chunks()))
+            return dict(json.loads(data or b"{}"))
+    except (ValueError, StoredFileError):
+        log.error("timeline of %s is unreadable; start times come from the files", folder)
+    return {}
+
+
+async def _prepare_run(
+    root: Path, folder: Path, known: dict[str, RecordingFile], key: bytes | None
+) -> list[_Candidate]:
+    """The run's files that are not registered yet, probed and hashed, with the composite made
+    when it is missing. A composite made after the participants' files were sealed (an earlier
+    compose failed) decrypts them into ``.unsealed/`` for ffmpeg and removes that after."""
+    unsealed = folder / UNSEALED_DIR
+    await asyncio.to_thread(shutil.rmtree, unsealed, True)  # a crash's leftover
+    media = await asyncio.to_thread(_media_files, folder)
     composite = folder / COMPOSITE_NAME
-    if inputs and str(composite.relative_to(root)) not in known:
-        first = min(start for _path, start, _probe in inputs)
-        shifted = [(path, start - first, found) for path, start, found in inputs]
-        if composite.exists() or await compose(composite, shifted):
-            made = await probe(composite)
-            if made is not None:
-                added.append(
-                    await register(
-                        session,
-                        root,
-                        hearing,
-                        composite,
-                        COMPOSITE_FILE,
-                        started_at=dt.datetime.fromtimestamp(first, dt.UTC),
-                        duration_s=made.duration_s,
-                        media_type="video/mp4",
+    timeline_path = folder / TIMELINE_NAME
+    need_composite = str(composite.relative_to(root)) not in known
+    fresh = [p for p in media if str(p.relative_to(root)) not in known]
+    timeline_fresh = str(timeline_path.relative_to(root)) not in known and await asyncio.to_thread(
+        timeline_path.is_file
+    )
+    if not fresh and not timeline_fresh and not (need_composite and media):
+        return []
+    timeline = await asyncio.to_thread(_read_timeline, folder, key)
+    starts = {f["file"]: (f.get("start"), f.get("subroom", "")) for f in timeline.get("files", [])}
+    found: list[_Candidate] = []
+    inputs: list[tuple[Path, float, Probe]] = []
+    can_compose = need_composite
+    try:
+        for path in media:
+            registered = known.get(str(path.relative_to(root)))
+            if registered is not None and not need_composite:
+                continue
+            source = path
+            if not await asyncio.to_thread(path.is_file):
+                # Sealed, so registered already: only the composite needs it.
+                if key is None:
+                    log.error("cannot compose %s: its files are sealed and no key is set", folder)
+                    can_compose = False
+                    continue
+                source = unsealed / path.name
+                try:
+                    await asyncio.to_thread(_unseal, sealed_path(path), source, key)
+                except StoredFileError:
+                    log.error("cannot compose %s: %s does not decrypt", folder, path.name)
+                    can_compose = False
+                    continue
+            probed = await probe(source)
+            if probed is None or not probed.kinds:
+                log.error("recording %s is unreadable; not archived", path)
+                continue
+            if registered is not None and registered.started_at is not None:
+                start_at = registered.started_at.timestamp()
+            else:
+                start, _subroom = starts.get(path.name, (None, ""))
+                start_at = (
+                    path.stat().st_mtime - (probed.duration_s or 0) if start is None else start
+                )
+            inputs.append((source, start_at, probed))
+            if registered is None:
+                subroom = starts.get(path.name, (None, ""))[1]
+                found.append(
+                    _Candidate(
+                        path,
+                        PARTICIPANT_FILE,
+                        "video/x-matroska",
+                        participant_id=int(path.name[1:].split("-", 1)[0]),
+                        subroom=subroom or path.name.split("-")[1],
+                        started_at=dt.datetime.fromtimestamp(start_at, dt.UTC),
+                        duration_s=probed.duration_s,
                     )
                 )
-    timeline_path = folder / TIMELINE_NAME
-    if timeline_path.exists() and str(timeline_path.relative_to(root)) not in known:
-        added.append(
-            await register(
-                session, root, hearing, timeline_path, TIMELINE_FILE, media_type="application/json"
-            )
+        if inputs and can_compose:
+            first = min(start for _path, start, _probe in inputs)
+            shifted = [(path, start - first, probed) for path, start, probed in inputs]
+            if composite.exists() or await compose(composite, shifted):
+                made = await probe(composite)
+                if made is not None:
+                    found.append(
+                        _Candidate(
+                            composite,
+                            COMPOSITE_FILE,
+                            "video/mp4",
+                            started_at=dt.datetime.fromtimestamp(first, dt.UTC),
+                            duration_s=made.duration_s,
+                        )
+                    )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, unsealed, True)
+    if timeline_fresh:
+        found.append(_Candidate(timeline_path, TIMELINE_FILE, "application/json"))
+    for item in found:
+        await asyncio.to_thread(_fsync, item.path)
+        item.sha256, item.size = await asyncio.to_thread(sha256_of, item.path)
+    return found
+
+
+# ---- checking and expiring -------------------------------------------------------------------------
+
+MISSING = "missing"
+CHANGED = "changed"
+KEY_MISSING = "key_missing"
+
+
+def check_file(root: Path, row: RecordingFile, key: bytes | None) -> tuple[str, str]:
+    """Re-hash one archived file (blocking). ``("", "")`` when it matches its row, else a
+    problem (``missing``, ``changed`` — which includes a sealed file that does not decrypt —
+    or ``key_missing``) and a sentence naming it."""
+    found = stored_file(root, row.path)
+    if found is None:
+        return MISSING, "file missing"
+    path, sealed = found
+    if sealed and key is None:
+        return KEY_MISSING, (
+            "stored encrypted, but YUNTIAO_RECORDING_ENCRYPTION_KEY is not set: key missing"
         )
-    return added
+    try:
+        sha256, size = _sealed_sha256(path, key) if sealed and key else sha256_of(path)
+    except StoredFileError as exc:
+        return CHANGED, f"changed since archived (the encrypted file does not decrypt: {exc})"
+    if sha256 != row.sha256 or size != row.size:
+        return CHANGED, (
+            f"changed since archived (sha256 {sha256[:16]}…, {size} bytes; "
+            f"archived {row.sha256[:16]}…, {row.size} bytes)"
+        )
+    return "", ""
 
 
 @dataclasses.dataclass
@@ -408,32 +704,40 @@ class VerifyReport:
         return not self.problems
 
 
-async def verify(session: AsyncSession, root: Path, hearing_id: int | None = None) -> VerifyReport:
-    """Re-hash every archived file that is not deleted; name each missing or changed one."""
+async def verify(
+    session: AsyncSession,
+    root: Path,
+    hearing_id: int | None = None,
+    *,
+    key: bytes | None = None,
+) -> VerifyReport:
+    """Re-hash every archived file that is not deleted (decrypting sealed ones); name each
+    missing, changed or undecryptable one."""
     query = select(RecordingFile).where(RecordingFile.deleted_at.is_(None))
     if hearing_id is not None:
         query = query.where(RecordingFile.hearing_id == hearing_id)
     report = VerifyReport()
     for row in (await session.scalars(query.order_by(RecordingFile.id))).all():
         report.checked += 1
-        path = root / row.path
-        if not path.is_file():
-            report.problems.append(f"recording {row.id} ({row.path}): file missing")
-            continue
-        sha256, size = await asyncio.to_thread(sha256_of, path)
-        if sha256 != row.sha256 or size != row.size:
-            report.problems.append(
-                f"recording {row.id} ({row.path}): changed since archived "
-                f"(sha256 {sha256[:16]}…, {size} bytes; archived {row.sha256[:16]}…, {row.size} bytes)"
-            )
+        problem, text = await asyncio.to_thread(check_file, root, row, key)
+        if problem:
+            report.problems.append(f"recording {row.id} ({row.path}): {text}")
     return report
+
+
+def _delete_stored(root: Path, relative: str) -> None:
+    plain = root / relative
+    sealed = sealed_path(plain)
+    for path in (plain, sealed, sealed.with_name(sealed.name + ".part")):
+        path.unlink(missing_ok=True)
 
 
 async def purge(
     session: AsyncSession, root: Path, retention_days: int, now: dt.datetime | None = None
 ) -> list[RecordingFile]:
-    """Delete the files older than the retention period, except those under legal hold; the
-    rows stay (with ``deleted_at``) so the archive still says what existed. Audited."""
+    """Delete the files older than the retention period (sealed copy and any plaintext left
+    beside it), except those under legal hold; the rows stay (with ``deleted_at``) so the
+    archive still says what existed. Audited."""
     now = now or utcnow()
     cutoff = now - dt.timedelta(days=retention_days)
     rows = (
@@ -446,7 +750,7 @@ async def purge(
         )
     ).all()
     for row in rows:
-        (root / row.path).unlink(missing_ok=True)
+        await asyncio.to_thread(_delete_stored, root, row.path)
         row.deleted_at = now
         await record(
             session,

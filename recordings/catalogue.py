@@ -13,6 +13,8 @@ RECORDING_AUDIT_LABELS: dict[str, str] = {
     AuditAction.RECORDING_HOLD_CHANGED: N_("Legal hold on a recording changed"),
     AuditAction.RECORDING_DELETED: N_("Recording deleted at the end of its retention period"),
     AuditAction.RECORDING_VERIFIED: N_("Recording integrity checked"),
+    AuditAction.RECORDING_SHARED: N_("Recording shared with a party"),
+    AuditAction.RECORDING_SHARE_REVOKED: N_("Sharing of a recording with a party withdrawn"),
 }
 
 FILE_KINDS: dict[str, str] = {

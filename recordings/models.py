@@ -39,3 +39,22 @@ class RecordingFile(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class RecordingShare(Base):
+    """A recording the organisation shared with one party of its case (a ``Party`` row: the
+    share follows the party across hearings and links). Revoking sets ``revoked_at``; the row
+    stays, so the case history and this table both say who could see what, and when. Sharing
+    again after a revocation adds a new row."""
+
+    __tablename__ = "recording_shares"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recording_files.id", ondelete="RESTRICT"), index=True
+    )
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id", ondelete="RESTRICT"), index=True)
+    shared_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    shared_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()

@@ -196,8 +196,9 @@ async def _record(maker: Maker, settings: Settings, hearing_id: int, url: str) -
                 await record(url, token, run, stopping)
     except archive.LockBusy:
         return f"Hearing {hearing_id} is being recorded by another recorder."
-    async with transaction(maker) as session:
-        added = await archive.archive_hearing(session, root, hearing_id)
+    added = await archive.archive_hearing(
+        maker, root, hearing_id, key=archive.master_key(settings.recording_encryption_key)
+    )
     return f"Hearing {hearing_id}: {len(added)} recording files archived."
 
 
@@ -211,8 +212,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 async def _recordings_verify(maker: Maker, settings: Settings) -> tuple[bool, str]:
     from recordings import archive
 
+    key = archive.master_key(settings.recording_encryption_key)
     async with maker() as session:
-        report = await archive.verify(session, settings.recordings_dir)
+        report = await archive.verify(session, settings.recordings_dir, key=key)
     lines = [f"{'OK' if report.ok else 'BROKEN'}: {report.checked} recording files re-hashed"]
     lines += [f"  - {problem}" for problem in report.problems]
     return report.ok, "\n".join(lines)

@@ -125,7 +125,10 @@ RECORDERS = web.AppKey("recorders", RecorderProcesses)
 
 
 async def archive_jobs(app: web.Application) -> AsyncIterator[None]:
-    """Finish interrupted archives once, then apply the retention period every hour."""
+    """Finish interrupted archives once (and seal what a crash, or a key configured since, left
+    unencrypted), then apply the retention period every hour."""
+    # A malformed recording key stops the start here, not at the first archive or playback.
+    archive.master_key(app[SETTINGS].recording_encryption_key)
     app[RECORDERS] = RecorderProcesses(app[SETTINGS])
     task = asyncio.create_task(_jobs(app))
     yield
@@ -139,13 +142,13 @@ async def _jobs(app: web.Application) -> None:
     settings = app[SETTINGS]
     maker = app[SESSIONMAKER]
     root = settings.recordings_dir
+    key = archive.master_key(settings.recording_encryption_key)
     try:
         # Runs a crash interrupted (the recorder's or the server's) are finished runs now;
         # a run a live recorder is writing is skipped by ``archive_hearing`` itself.
         for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
             try:
-                async with transaction(maker) as session:
-                    await archive.archive_hearing(session, root, int(folder.name[1:]), wait_s=0)
+                await archive.archive_hearing(maker, root, int(folder.name[1:]), key=key, wait_s=0)
             except archive.LockBusy:
                 pass  # another process is archiving that hearing
         while True:

@@ -35,17 +35,18 @@ FORBIDDEN = {
         "aiohttp",
         "socketio",
     },
-    "recordings": {
+    # recordings seals its files with the evidence store's format (evidence.storage).
+    "recordings": {"server", "web", "signaling", "esign", "notes", "aiohttp", "socketio"},
+    "evidence": {
         "server",
         "web",
         "signaling",
         "esign",
         "notes",
-        "evidence",
+        "recordings",
         "aiohttp",
         "socketio",
     },
-    "evidence": {"server", "web", "signaling", "esign", "notes", "aiohttp", "socketio"},
     "esign": {"server", "web", "signaling", "aiohttp", "socketio"},
     "notes": {"server", "web", "signaling", "esign", "aiohttp", "socketio"},
     "signaling": {"server", "web"},

@@ -13,7 +13,15 @@ import pytest
 
 from evidence import filetypes, ledger
 from evidence.errors import UnsupportedType
-from evidence.storage import HEADER_SIZE, TAG_SIZE, LocalEvidenceStore, StoredFileError
+from evidence.storage import (
+    HEADER_SIZE,
+    TAG_SIZE,
+    LocalEvidenceStore,
+    StoredFileError,
+    decode_master_key,
+    open_sealed,
+    seal_file,
+)
 from tests.test_evidence_support import (
     consistency_roots,
     docx_bytes,
@@ -26,6 +34,41 @@ from tests.test_evidence_support import (
 
 KEY = base64.b64encode(b"e" * 32).decode()
 CHUNK = 4096
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 7])
+def test_seal_file_round_trip_and_tamper(tmp_path: Path, size: int) -> None:
+    """``seal_file`` (used for recordings) writes the store's format: ranges across chunk
+    boundaries read back the original bytes; a changed byte or a cut-off end fails."""
+    data = os.urandom(size)
+    src, dst = tmp_path / "plain", tmp_path / "sealed"
+    src.write_bytes(data)
+    seen = hashlib.sha256()
+    master = decode_master_key(KEY)
+    assert seal_file(src, dst, master, chunk_size=CHUNK, observer=seen.update) == size
+    assert seen.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert not (tmp_path / "sealed.part").exists()
+    with open_sealed(dst, master) as reader:
+        assert reader.size == size and reader.read() == data
+        start = max(0, CHUNK - 10)
+        piece = b""
+        while len(piece) < 20 and (more := reader.pread(start + len(piece), 20 - len(piece))):
+            piece += more  # a raw reader stops at a chunk boundary; the range goes on
+        assert piece == data[start : CHUNK + 10]
+    sealed = dst.read_bytes()
+    for broken in (sealed[:-1], sealed[: HEADER_SIZE + CHUNK + TAG_SIZE] if size > CHUNK else b""):
+        if not broken:
+            continue
+        dst.write_bytes(broken)
+        with pytest.raises(StoredFileError), open_sealed(dst, master) as reader:
+            [reader.chunk(i) for i in range(reader.chunks())]
+    flipped = bytearray(sealed)
+    flipped[-1] ^= 1
+    dst.write_bytes(bytes(flipped))
+    with pytest.raises(StoredFileError), open_sealed(dst, master) as reader:
+        [reader.chunk(i) for i in range(reader.chunks())]  # what verify does
+    with pytest.raises(ValueError):
+        decode_master_key("not base64!")
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ participant's audio and video and archives them (ffprobe, SHA-256, composite) wh
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -14,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cases.actor import Actor
-from cases.audit import AuditAction, verify_chain
+from cases.audit import AuditAction, record, verify_chain
 from cases.models import AuditEntry
 from cases.uow import transaction
 from config import Settings
+from evidence.storage import open_sealed
 from recordings import archive
 from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE, RecordingFile
 from rooms import hearings
@@ -39,10 +43,54 @@ APPLICANT = "宜昌某家居用品有限公司"
 RESPONDENT = "义乌某电子商务有限公司"
 
 
+# A recording key for the tests that run with encryption at rest (``encrypted`` parametrised).
+KEY = base64.b64encode(bytes(range(32))).decode()
+EBML = b"\x1a\x45\xdf\xa3"  # Matroska starts with this
+
+
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
+def encrypted() -> bool:
+    """Tests parametrise this to run with a recording key configured."""
+    return False
+
+
+@pytest.fixture
+def settings_overrides(encrypted: bool) -> dict[str, Any]:
     # The recorder process offers only 127.0.0.1, like the test participants (media on loopback).
-    return {"recorder_host_addresses": "127.0.0.1"}
+    overrides: dict[str, Any] = {"recorder_host_addresses": "127.0.0.1"}
+    if encrypted:
+        overrides["recording_encryption_key"] = KEY
+    return overrides
+
+
+def _key(client: Any) -> bytes | None:
+    return archive.master_key(client.app[SETTINGS].recording_encryption_key)
+
+
+def _plain(root: Path, row: RecordingFile, key: bytes | None, tmp_path: Path) -> Path:
+    """The archived file's media bytes on disk: the file itself, or a decrypted copy (by the
+    evidence store's reader) when it is sealed."""
+    path = root / row.path
+    sealed = path.with_name(path.name + ".enc")
+    if not sealed.exists():
+        return path
+    assert key is not None and not path.exists()
+    copy = tmp_path / f"plain-{row.id}{path.suffix}"
+    with open_sealed(sealed, key) as reader:
+        copy.write_bytes(reader.read())
+    return copy
+
+
+def _media_magic(data_dir: Path) -> list[str]:
+    """Files under the data dir that start like plaintext media (Matroska or MP4)."""
+    found = []
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as fh:
+                head = fh.read(12)
+            if head.startswith(EBML) or head[4:8] == b"ftyp":
+                found.append(str(path.relative_to(data_dir)))
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -142,9 +190,10 @@ async def test_recording_is_refused_until_everyone_present_agreed(
     assert applicant.events["error"][0]["code"] == "not_allowed"
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 async def test_recorded_hearing_is_archived_per_participant_and_composed(
-    client: Any, sessionmaker: Any, participants: Make
+    client: Any, sessionmaker: Any, participants: Make, encrypted: bool, tmp_path: Path
 ) -> None:
     hearing_id, links = await recorded_hearing(client, sessionmaker)
     mediator, applicant = await _in_hearing(client, links, participants, (MEDIATOR, APPLICANT))
@@ -189,12 +238,17 @@ async def test_recorded_hearing_is_archived_per_participant_and_composed(
         ).all()
         kinds = sorted(r.kind for r in rows)
         assert kinds == sorted([PARTICIPANT_FILE, PARTICIPANT_FILE, COMPOSITE_FILE, TIMELINE_FILE])
+        key = _key(client)
         for row in rows:
-            assert archive.sha256_of(root / row.path) == (row.sha256, row.size)
+            plain = _plain(root, row, key, tmp_path)
+            assert archive.sha256_of(plain) == (row.sha256, row.size)
+        # With a key, the recorder process sealed what it archived: no plaintext media is left.
+        magic = _media_magic(settings.data_dir)
+        assert len(magic) == (0 if encrypted else 3), magic  # 2 participants + the composite
         for row in rows:
             if row.kind == TIMELINE_FILE:
                 continue
-            streams = _ffprobe(root / row.path)
+            streams = _ffprobe(_plain(root, row, key, tmp_path))
             assert set(streams) == {"audio", "video"}, (row.path, streams)
             assert 6 <= streams["video"] <= 12, (row.path, streams)
         names = {r.participant_name for r in rows if r.kind == PARTICIPANT_FILE}
@@ -208,18 +262,20 @@ async def test_recorded_hearing_is_archived_per_participant_and_composed(
         assert AuditAction.RECORDING_STOPPED in actions
         assert actions.count(AuditAction.RECORDING_ARCHIVED) == 4
         assert (await verify_chain(session)).ok
-        report = await archive.verify(session, root, hearing_id)
+        report = await archive.verify(session, root, hearing_id, key=key)
         assert report.ok and report.checked == 4
 
-    # A changed byte on disk is named by verify.
+    # A changed byte on disk (of the ciphertext, when sealed) is named by verify.
     victim = next(r for r in rows if r.kind == PARTICIPANT_FILE)
     path = root / victim.path
+    path = path.with_name(path.name + ".enc") if encrypted else path
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     async with sessionmaker() as session:
-        report = await archive.verify(session, root, hearing_id)
+        report = await archive.verify(session, root, hearing_id, key=key)
     assert not report.ok and victim.path in report.problems[0]
+    assert "changed since archived" in report.problems[0]
 
 
 async def _participants(sessionmaker: Any, hearing_id: int) -> list[Any]:
@@ -318,45 +374,51 @@ async def test_a_crashed_recorder_is_replaced_and_both_runs_are_archived(
 # ---- the archive pages, retention and authorisation (a real file made by ffmpeg) ----------------
 
 
-async def _sample_file(path: Path, seconds: int) -> None:
-    """Test pattern and tone, VP8/Opus in Matroska, like the recorder writes."""
+async def _sample_file(path: Path, seconds: int, *, noisy: bool = False) -> None:
+    """Test pattern and tone, VP8/Opus in Matroska, like the recorder writes. ``noisy`` adds
+    sensor-like noise at 4 Mbit/s: a file of more than one encryption chunk (1 MiB)."""
+    video = f"testsrc=size=320x240:rate=15:d={seconds}" + (",noise=alls=30:allf=t" if noisy else "")
     proc = await asyncio.create_subprocess_exec(
-        *[
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc=size=320x240:rate=15:d={seconds}",
-        ],
+        *["ffmpeg", "-v", "error", "-f", "lavfi", "-i", video],
         *["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"],
-        *["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libopus", str(path)],
+        *["-c:v", "libvpx", "-b:v", "4M" if noisy else "200k", "-c:a", "libopus", str(path)],
     )
     assert await proc.wait() == 0
 
 
-async def _archived_sample(client: Any, sessionmaker: Any, seconds: int = 3) -> list[RecordingFile]:
+async def _archived_sample(
+    client: Any, sessionmaker: Any, seconds: int = 3, *, noisy: bool = False
+) -> tuple[list[RecordingFile], bytes]:
     """A recorded hearing's folder with one participant file (test pattern and tone, VP8/Opus
-    in Matroska like the recorder writes), archived the way the recorder does it."""
+    in Matroska like the recorder writes), archived the way the recorder does it (sealed when
+    the app has a recording key). Also the participant file's bytes as ffmpeg wrote them."""
     hearing_id, _links = await recorded_hearing(client, sessionmaker)
     root = client.app[SETTINGS].recordings_dir
     folder = archive.new_run(root, hearing_id)
     mediator = min(p.id for p in await _participants(sessionmaker, hearing_id))
-    await _sample_file(folder / f"p{mediator}-main-1.mkv", seconds)
-    async with transaction(sessionmaker) as session:
-        return await archive.archive_hearing(session, root, hearing_id)
+    sample = folder / f"p{mediator}-main-1.mkv"
+    await _sample_file(sample, seconds, noisy=noisy)
+    original = sample.read_bytes()
+    rows = await archive.archive_hearing(sessionmaker, root, hearing_id, key=_key(client))
+    return rows, original
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 async def test_archive_pages_play_download_hold_and_check(
-    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str], encrypted: bool, tmp_path: Path
 ) -> None:
     from tests.helpers import login
 
-    rows = await _archived_sample(client, sessionmaker)
+    settings = client.app[SETTINGS]
+    rows, original = await _archived_sample(client, sessionmaker, noisy=True)
     assert sorted(r.kind for r in rows) == [COMPOSITE_FILE, PARTICIPANT_FILE]
     composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
-    assert set(_ffprobe(client.app[SETTINGS].recordings_dir / composite.path)) == {"audio", "video"}
+    single = next(r for r in rows if r.kind == PARTICIPANT_FILE)
+    assert single.sha256 == hashlib.sha256(original).hexdigest() and len(original) > 1 << 20
+    plain = _plain(settings.recordings_dir, composite, _key(client), tmp_path)
+    assert set(_ffprobe(plain)) == {"audio", "video"}
+    # With a key no plaintext media is left in the data dir; without one both files are plain.
+    assert len(_media_magic(settings.data_dir)) == (0 if encrypted else 2)
 
     # Nobody signed in: no access (a party has only their hearing link, which is no login).
     resp = await client.get(f"/admin/recordings/{composite.id}/play", allow_redirects=False)
@@ -370,12 +432,29 @@ async def test_archive_pages_play_download_hold_and_check(
         f"/admin/recordings/{composite.id}/play", headers={"Range": "bytes=100-199"}
     )
     assert resp.status == 206 and len(await resp.read()) == 100
+    # A range across the first 1 MiB chunk boundary returns the original bytes.
+    resp = await client.get(
+        f"/admin/recordings/{single.id}/play", headers={"Range": "bytes=1048000-1049999"}
+    )
+    assert resp.status == 206
+    assert resp.headers["Content-Range"] == f"bytes 1048000-1049999/{len(original)}"
+    assert await resp.read() == original[1048000:1050000]
+    resp = await client.get(f"/admin/recordings/{single.id}/play", headers={"Range": "bytes=-500"})
+    assert resp.status == 206 and await resp.read() == original[-500:]
+    resp = await client.get(
+        f"/admin/recordings/{single.id}/play", headers={"Range": f"bytes={len(original)}-"}
+    )
+    assert resp.status == 416
     resp = await client.get(f"/admin/recordings/{composite.id}/play")
     assert resp.status == 200 and resp.content_type == "video/mp4"
+    await resp.read()
     resp = await client.get(f"/admin/recordings/{composite.id}/download")
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+    assert resp.headers["Content-Disposition"].endswith('.mp4"')
     body = await resp.read()
-    assert archive.hashlib.sha256(body).hexdigest() == composite.sha256
+    assert hashlib.sha256(body).hexdigest() == composite.sha256
+    resp = await client.get(f"/admin/recordings/{single.id}/download")
+    assert await resp.read() == original
 
     # Legal hold on; integrity check passes.
     resp = await client.post(
@@ -389,7 +468,10 @@ async def test_archive_pages_play_download_hold_and_check(
         assert held is not None and held.legal_hold
         actions = (
             await session.scalars(
-                select(AuditEntry.action).where(AuditEntry.object_type == "recording_file")
+                select(AuditEntry.action).where(
+                    AuditEntry.object_type == "recording_file",
+                    AuditEntry.object_id == str(composite.id),
+                )
             )
         ).all()
     assert actions.count(AuditAction.RECORDING_VIEWED) == 1  # the ranged request did not count
@@ -403,7 +485,7 @@ async def test_recordings_of_other_cases_are_refused(
 ) -> None:
     from tests.helpers import login
 
-    rows = await _archived_sample(client, sessionmaker)
+    rows, _original = await _archived_sample(client, sessionmaker)
     # mediator2 does not mediate case 1; a clerk has no access to recordings at all.
     for username in ("mediator2", "clerk"):
         client.session.cookie_jar.clear()
@@ -418,31 +500,39 @@ async def test_recordings_of_other_cases_are_refused(
             assert listing.status == 403
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 async def test_retention_deletes_old_files_but_not_those_under_legal_hold(
-    client: Any, sessionmaker: Any
+    client: Any, sessionmaker: Any, encrypted: bool
 ) -> None:
-    rows = await _archived_sample(client, sessionmaker)
+    rows, _original = await _archived_sample(client, sessionmaker)
     root = client.app[SETTINGS].recordings_dir
     held, other = rows[0], rows[1]
+    # A plaintext copy left beside the sealed file (a crash) goes with it.
+    (root / other.path).write_bytes(b"leftover")
     async with transaction(sessionmaker) as session:
         (await session.get(RecordingFile, held.id)).legal_hold = True  # type: ignore[union-attr]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=11)
     async with transaction(sessionmaker) as session:
         deleted = await archive.purge(session, root, retention_days=10, now=later)
     assert [r.id for r in deleted] == [other.id]
-    assert (root / held.path).exists() and not (root / other.path).exists()
+    assert archive.stored_file(root, held.path) == (
+        (root / f"{held.path}.enc", True) if encrypted else (root / held.path, False)
+    )
+    assert archive.stored_file(root, other.path) is None
+    assert not list((root / other.path).parent.glob(Path(other.path).name + "*"))
     async with sessionmaker() as session:
-        report = await archive.verify(session, root)
+        report = await archive.verify(session, root, key=_key(client))
         assert report.ok and report.checked == 1  # the deleted file is no longer expected
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 async def test_an_interrupted_archive_is_finished_at_start_up(
-    client: Any, sessionmaker: Any, aiohttp_client: Any, settings: Settings
+    client: Any, sessionmaker: Any, aiohttp_client: Any, settings: Settings, encrypted: bool
 ) -> None:
-    """Files the recorder wrote before a crash (nothing registered yet) are archived by the
-    start-up job of the next server process."""
+    """Files the recorder wrote before a crash (nothing registered yet) are archived, and
+    sealed when a key is set, by the start-up job of the next server process."""
     from server.app import create_app
 
     hearing_id, _links = await recorded_hearing(client, sessionmaker)
@@ -458,7 +548,245 @@ async def test_an_interrupted_archive_is_finished_at_start_up(
                     )
                 ).all()
             )
-        if len(kinds) == 2:
+        if len(kinds) == 2 and (not encrypted or not _media_magic(settings.data_dir)):
             break
         await asyncio.sleep(0.2)
     assert kinds == [COMPOSITE_FILE, PARTICIPANT_FILE]
+    assert len(_media_magic(settings.data_dir)) == (0 if encrypted else 2)
+    async with sessionmaker() as session:
+        report = await archive.verify(session, settings.recordings_dir, key=_key(client))
+    assert report.ok and report.checked == 2
+
+
+@pytest.mark.parametrize("encrypted", [True])
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_a_crash_while_sealing_is_repaired_at_start_up(
+    client: Any, sessionmaker: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    """Crashes at each step of sealing leave states the start-up job repairs: a registered file
+    not sealed yet, a sealed copy with its plaintext not deleted yet, a half-written
+    ``.enc.part``. Afterwards each file is sealed once and nothing is plain."""
+    from server.app import create_app
+
+    rows, original = await _archived_sample(client, sessionmaker)
+    root = settings.recordings_dir
+    single = next(r for r in rows if r.kind == PARTICIPANT_FILE)
+    composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
+    # Not sealed yet: only the plaintext, and a torn .part of an interrupted seal_file.
+    plain = root / single.path
+    (root / f"{single.path}.enc").unlink()
+    plain.write_bytes(original)
+    (root / f"{single.path}.enc.part").write_bytes(b"YTEVID\x00\x01torn")
+    # Sealed, the plaintext not deleted yet.
+    key = _key(client)
+    assert key is not None
+    with open_sealed(root / f"{composite.path}.enc", key) as reader:
+        (root / composite.path).write_bytes(reader.read())
+    assert len(_media_magic(settings.data_dir)) == 2
+
+    await aiohttp_client(create_app(settings))
+    for _ in range(100):
+        if not _media_magic(settings.data_dir):
+            break
+        await asyncio.sleep(0.2)
+    assert _media_magic(settings.data_dir) == []
+    names = sorted(p.name for p in plain.parent.iterdir() if not p.name.endswith(".lock"))
+    assert names == sorted([f"{plain.name}.enc", "hearing.mp4.enc"])
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root, key=key)
+        assert report.ok and report.checked == 2
+        count = await session.scalar(select(func.count()).select_from(RecordingFile))
+    assert count == 2  # nothing registered twice
+
+
+@pytest.mark.parametrize("encrypted", [True])
+async def test_sealed_recordings_without_the_key_or_changed_are_named_not_crashed(
+    client: Any, sessionmaker: Any, aiohttp_client: Any, demo_logins: dict[str, str]
+) -> None:
+    from server.app import create_app
+    from tests.helpers import login
+
+    rows, _original = await _archived_sample(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
+    single = next(r for r in rows if r.kind == PARTICIPANT_FILE)
+
+    # The server started without the key: pages and verify say "key missing", never a 500.
+    keyless = await aiohttp_client(
+        create_app(dataclasses.replace(client.app[SETTINGS], recording_encryption_key=""))
+    )
+    csrf = await login(keyless, "admin", demo_logins["admin"])
+    resp = await keyless.get(f"/admin/recordings/{composite.id}/play")
+    assert resp.status == 409 and "密钥缺失" in await resp.text()
+    resp = await keyless.post(f"/admin/recordings/{composite.id}/verify", data={"csrf_token": csrf})
+    assert resp.status == 200 and "密钥缺失" in await resp.text()
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root, key=None)
+    assert report.checked == 2 and len(report.problems) == 2
+    assert all("key missing" in problem for problem in report.problems)
+
+    # A changed byte of the ciphertext: verify names a mismatch; playing it is a readable
+    # refusal when the first chunk is hit.
+    sealed = root / f"{single.path}.enc"
+    data = bytearray(sealed.read_bytes())
+    data[100] ^= 0x01
+    sealed.write_bytes(bytes(data))
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root, key=_key(client))
+    assert len(report.problems) == 1 and single.path in report.problems[0]
+    assert "changed since archived" in report.problems[0]
+    await login(client, "admin", demo_logins["admin"])
+    resp = await client.get(f"/admin/recordings/{single.id}/play")
+    assert resp.status == 409 and "无法解密" in await resp.text()
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_compose_runs_outside_the_database_transaction(
+    client: Any, sessionmaker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While ffmpeg composes, other writers are not blocked (SQLite has one writer at a time:
+    a write transaction held across the compose would stall every hearing event)."""
+    real_compose = archive.compose
+    wrote: list[bool] = []
+
+    async def compose_and_write(out: Path, inputs: Any) -> bool:
+        async with asyncio.timeout(10):
+            async with transaction(sessionmaker) as session:
+                await record(session, Actor.system("test"), AuditAction.DEMO_SEEDED)
+        wrote.append(True)
+        return await real_compose(out, inputs)
+
+    monkeypatch.setattr(archive, "compose", compose_and_write)
+    rows, _original = await _archived_sample(client, sessionmaker)
+    assert wrote == [True] and len(rows) == 2
+
+
+# ---- sharing a recording with the parties ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_a_recording_shared_with_one_party_reaches_only_that_party(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str], encrypted: bool
+) -> None:
+    from cases.models import Case, Party, User
+    from recordings import sharing
+    from tests.helpers import login
+    from tests.test_evidence_api import other_case
+    from tests.test_evidence_support import party_token
+
+    hearing_id, links = await recorded_hearing(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    folder = archive.new_run(root, hearing_id)
+    await _sample_file(folder / f"p{links[APPLICANT].id}-main-1.mkv", 3)
+    rows = await archive.archive_hearing(sessionmaker, root, hearing_id, key=_key(client))
+    composite = next(r for r in rows if r.kind == COMPOSITE_FILE)
+    applicant, respondent = links[APPLICANT].token, links[RESPONDENT].token
+    async with sessionmaker() as session:
+        parties = {p.name: p.id for p in (await session.scalars(select(Party))).all()}
+    play = f"/recordings/{composite.id}/play"
+
+    # Nothing is shared yet: the party sees no recording and gets 403 on its routes.
+    page = await client.get(f"/h/{applicant}")
+    assert "data-recordings-link" not in await page.text()
+    resp = await client.get(f"/h/{applicant}/recordings")
+    assert resp.status == 200 and "data-recording=" not in await resp.text()
+    resp = await client.get(f"/h/{applicant}{play}")
+    assert resp.status == 403 and "未向您共享" in await resp.text()
+
+    # Staff who are not administrators of the case's organisation cannot share.
+    for username in ("mediator", "mediator2", "clerk"):
+        client.session.cookie_jar.clear()
+        csrf = await login(client, username, demo_logins[username])
+        resp = await client.post(
+            f"/admin/recordings/{composite.id}/share", data={"party": "all", "csrf_token": csrf}
+        )
+        assert resp.status == 403, username
+    elsewhere = User(role="org_admin", organisation_id=999, username="x", display_name="x")
+    assert not sharing.can_share(elsewhere, Case(organisation_id=1))
+
+    # The administrator shares it with the applicant only.
+    client.session.cookie_jar.clear()
+    csrf = await login(client, "admin", demo_logins["admin"])
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/share",
+        data={"party": str(parties[APPLICANT]), "csrf_token": csrf},
+    )
+    assert resp.status == 200 and f'data-shared-party="{parties[APPLICANT]}"' in await resp.text()
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/share", data={"party": "12345", "csrf_token": csrf}
+    )
+    assert resp.status == 422  # not a party of this case
+    client.session.cookie_jar.clear()
+
+    page = await client.get(f"/h/{applicant}")
+    assert "data-recordings-link" in await page.text()
+    listing = await (await client.get(f"/h/{applicant}/recordings")).text()
+    assert f'data-recording="{composite.id}"' in listing
+    whole = await client.get(f"/h/{applicant}/recordings/{composite.id}/download")
+    assert whole.status == 200 and "attachment" in whole.headers["Content-Disposition"]
+    body = await whole.read()
+    assert hashlib.sha256(body).hexdigest() == composite.sha256
+    resp = await client.get(f"/h/{applicant}{play}", headers={"Range": "bytes=0-99"})
+    assert resp.status == 206 and await resp.read() == body[:100]
+    resp = await client.get(f"/h/{applicant}{play}", headers={"Range": "bytes=1000-"})
+    assert resp.status == 206 and await resp.read() == body[1000:]
+
+    # The other side, a party of another case, a forged link: refused with a readable page.
+    resp = await client.get(f"/h/{respondent}{play}")
+    assert resp.status == 403 and "未向您共享" in await resp.text()
+    assert (
+        f'data-recording="{composite.id}"'
+        not in await (await client.get(f"/h/{respondent}/recordings")).text()
+    )
+    case2 = await other_case(client, demo_logins)
+    stranger = await party_token(client, sessionmaker, case2, "applicant")
+    assert (await client.get(f"/h/{stranger}{play}")).status == 403
+    assert (await client.get(f"/h/{stranger}/recordings/{composite.id}/download")).status == 403
+    resp = await client.get(f"/h/not.a.token{play}")
+    assert resp.status == 403 and "链接" in await resp.text()
+    assert (await client.get(f"/h/{applicant}/recordings/999999/play")).status == 404
+
+    # Revoked: the applicant loses it at once.
+    csrf = await login(client, "admin", demo_logins["admin"])
+    resp = await client.post(
+        f"/admin/recordings/{composite.id}/revoke",
+        data={"party": str(parties[APPLICANT]), "csrf_token": csrf},
+    )
+    assert resp.status == 200 and "data-shared-party" not in await resp.text()
+    client.session.cookie_jar.clear()
+    assert (await client.get(f"/h/{applicant}{play}")).status == 403
+    listing = await (await client.get(f"/h/{applicant}/recordings")).text()
+    assert f'data-recording="{composite.id}"' not in listing
+
+    # Shared with everyone: both sides see it.
+    csrf = await login(client, "admin", demo_logins["admin"])
+    await client.post(
+        f"/admin/recordings/{composite.id}/share", data={"party": "all", "csrf_token": csrf}
+    )
+    client.session.cookie_jar.clear()
+    for token in (applicant, respondent):
+        resp = await client.get(f"/h/{token}{play}", headers={"Range": "bytes=0-9"})
+        assert resp.status == 206
+
+    async with sessionmaker() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.object_type == "recording_file",
+                    AuditEntry.object_id == str(composite.id),
+                )
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
+        assert (await verify_chain(session)).ok
+    by_party = [
+        (e.action, e.actor_id) for e in entries if e.actor_type == "party"
+    ]  # the party is the actor of their own plays and downloads
+    assert (AuditAction.RECORDING_DOWNLOADED, parties[APPLICANT]) in by_party
+    assert (AuditAction.RECORDING_VIEWED, parties[APPLICANT]) in by_party
+    assert (AuditAction.RECORDING_VIEWED, parties[RESPONDENT]) in by_party
+    actions = [e.action for e in entries]
+    # The applicant, then every party of the case (the applicant again: revoked in between).
+    assert actions.count(AuditAction.RECORDING_SHARED) == 1 + len(parties)
+    assert actions.count(AuditAction.RECORDING_SHARE_REVOKED) == 1

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cases.catalogue import N_
 from cases.errors import Conflict, DomainError, Invalid
 from cases.models import Case, utcnow
+from recordings import sharing
 from rooms import hearings
 from rooms.access import participant_actor
 from rooms.catalogue import (
@@ -309,9 +310,15 @@ async def prejoin(request: web.Request) -> web.StreamResponse:
         async with transaction(request) as session:
             participant, hearing, case = await _open(session, request)
             values = _page_values(request, participant, hearing, case)
+            shared = (
+                await sharing.shared_with(session, participant.party_id, case.id)
+                if participant.party_id is not None
+                else []
+            )
     except InvitationError as exc:
         return _link_error(request, exc)
     values.update(
+        shared_recordings=len(shared),
         error=None,
         acknowledged=participant.rights_acknowledged_at is not None,
         consent=participant.recording_consent,
