@@ -749,17 +749,33 @@ async def purge(
             )
         )
     ).all()
+    by_hearing: dict[int, list[RecordingFile]] = {}
     for row in rows:
-        await asyncio.to_thread(_delete_stored, root, row.path)
-        row.deleted_at = now
-        await record(
-            session,
-            Actor.system("retention"),
-            AuditAction.RECORDING_DELETED,
-            object_type="recording_file",
-            object_id=row.id,
-            case_id=row.case_id,
-            details={"file": row.path, "sha256": row.sha256, "retention_days": retention_days},
-        )
+        by_hearing.setdefault(row.hearing_id, []).append(row)
+    deleted: list[RecordingFile] = []
+    for hearing_id, hearing_rows in by_hearing.items():
+        # Never delete under an archiver that is sealing the same files (its sealed copy would
+        # outlive the purge); the next run of the job takes what is skipped now.
+        try:
+            async with hold(root, hearing_id, ARCHIVE_LOCK, wait_s=0):
+                for row in hearing_rows:
+                    await asyncio.to_thread(_delete_stored, root, row.path)
+                    row.deleted_at = now
+                    await record(
+                        session,
+                        Actor.system("retention"),
+                        AuditAction.RECORDING_DELETED,
+                        object_type="recording_file",
+                        object_id=row.id,
+                        case_id=row.case_id,
+                        details={
+                            "file": row.path,
+                            "sha256": row.sha256,
+                            "retention_days": retention_days,
+                        },
+                    )
+                    deleted.append(row)
+        except LockBusy:
+            log.info("hearing %s is being archived; its expired recordings wait", hearing_id)
     await session.flush()
-    return list(rows)
+    return deleted
