@@ -54,7 +54,13 @@ from evidence.storage import (
     open_sealed,
     seal_file,
 )
-from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE, RecordingFile
+from recordings.models import (
+    COMPOSITE_FILE,
+    HEARING_FILE,
+    PARTICIPANT_FILE,
+    TIMELINE_FILE,
+    RecordingFile,
+)
 from rooms.models import Hearing
 
 log = logging.getLogger("yuntiao.recordings")
@@ -542,6 +548,13 @@ async def archive_hearing(
                 ]
             added += rows
             known.update((row.path, row) for row in rows)
+        if not recording and len(finished) > 1:
+            whole = await _prepare_whole(maker, root, hearing_id, finished, known, key)
+            if whole is not None:
+                async with transaction(maker) as session:
+                    row = await _register(session, root, hearing_id, case_id, people, whole)
+                added.append(row)
+                known[row.path] = row
         if key is not None:
             await seal_archived(
                 root, [path for path, row in known.items() if row.deleted_at is None], key
@@ -661,6 +674,141 @@ async def _prepare_run(
         await asyncio.to_thread(_fsync, item.path)
         item.sha256, item.size = await asyncio.to_thread(sha256_of, item.path)
     return found
+
+
+async def _video_size(path: Path) -> tuple[int, int] | None:
+    proc = await asyncio.create_subprocess_exec(
+        *["ffprobe", "-v", "error", "-select_streams", "v:0"],
+        *["-show_entries", "stream=width,height", "-of", "json", str(path)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _err = await proc.communicate()
+    streams = json.loads(out or b"{}").get("streams", []) if proc.returncode == 0 else []
+    if not streams or not streams[0].get("width"):
+        return None
+    return int(streams[0]["width"]), int(streams[0]["height"])
+
+
+async def join_runs(out: Path, inputs: list[tuple[Path, Probe]]) -> bool:
+    """One playable file of a hearing recorded in several runs (recording stopped and started
+    again, or a recorder replaced after a crash): the runs' composites one after the other,
+    each padded to the largest picture; a run without pictures (or sound) shows black (or is
+    silent) for its length. Same codecs as ``compose``; False when ffmpeg failed."""
+    sizes = [await _video_size(path) for path, _probe in inputs]
+    has_video = any(size is not None for size in sizes)
+    has_audio = any("audio" in found.kinds for _path, found in inputs)
+    width = max((w for w, _h in filter(None, sizes)), default=TILE[0])
+    height = max((h for _w, h in filter(None, sizes)), default=TILE[1])
+    width, height = width + width % 2, height + height % 2
+    args = ["ffmpeg", "-v", "error", "-y"]
+    filters: list[str] = []
+    labels = ""
+    for i, ((path, found), size) in enumerate(zip(inputs, sizes, strict=True)):
+        args += ["-i", str(path)]
+        length = f"{found.duration_s or 0:.3f}"
+        if has_video:
+            filters.append(
+                f"[{i}:v]fps={COMPOSITE_FPS},scale={width}:{height}:force_original_aspect_ratio="
+                f"decrease,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,"
+                f"tpad=stop=-1:stop_mode=clone,trim=duration={length},setpts=PTS-STARTPTS[v{i}]"
+                if size is not None
+                else f"color=c=black:s={width}x{height}:r={COMPOSITE_FPS}:d={length},setsar=1[v{i}]"
+            )
+            labels += f"[v{i}]"
+        if has_audio:
+            filters.append(
+                f"[{i}:a]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"apad,atrim=duration={length},asetpts=PTS-STARTPTS[a{i}]"
+                if "audio" in found.kinds
+                else f"anullsrc=r=48000:cl=stereo,atrim=duration={length},"
+                f"aformat=sample_fmts=fltp[a{i}]"
+            )
+            labels += f"[a{i}]"
+    filters.append(
+        f"{labels}concat=n={len(inputs)}:v={int(has_video)}:a={int(has_audio)}"
+        + ("[vout]" if has_video else "")
+        + ("[aout]" if has_audio else "")
+    )
+    args += ["-filter_complex", ";".join(filters)]
+    if has_video:
+        args += ["-map", "[vout]", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30"]
+        args += ["-pix_fmt", "yuv420p"]
+    if has_audio:
+        args += ["-map", "[aout]", "-c:a", "aac", "-b:a", "64k"]
+    part = out.with_name(f"{out.stem}.part{out.suffix}")
+    args += ["-movflags", "+faststart", str(part)]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _out, err = await proc.communicate()
+    if proc.returncode != 0:
+        log.error("joining the runs into %s failed: %s", out, err.decode(errors="replace")[-800:])
+        await asyncio.to_thread(part.unlink, missing_ok=True)
+        return False
+    await asyncio.to_thread(os.replace, part, out)
+    return True
+
+
+async def _prepare_whole(
+    maker: async_sessionmaker[AsyncSession],
+    root: Path,
+    hearing_id: int,
+    finished: list[Path],
+    known: dict[str, RecordingFile],
+    key: bytes | None,
+) -> _Candidate | None:
+    """The hearing's one playable file when it was recorded in several runs: made once the
+    hearing has ended (no run can follow) from the runs' archived composites, in order."""
+    out = hearing_dir(root, hearing_id) / COMPOSITE_NAME
+    if str(out.relative_to(root)) in known:
+        return None
+    async with maker() as session:
+        ended = await session.scalar(select(Hearing.ended_at).where(Hearing.id == hearing_id))
+    if ended is None:
+        return None
+    parts = [
+        row
+        for folder in finished
+        if (row := known.get(str((folder / COMPOSITE_NAME).relative_to(root)))) is not None
+        and row.deleted_at is None
+    ]
+    if len(parts) < 2:
+        return None  # one recorded run: its composite is the hearing's file
+    unsealed = hearing_dir(root, hearing_id) / UNSEALED_DIR
+    await asyncio.to_thread(shutil.rmtree, unsealed, True)
+    try:
+        inputs: list[tuple[Path, Probe]] = []
+        for row in parts:
+            source = root / row.path
+            if not await asyncio.to_thread(source.is_file):
+                if key is None:
+                    log.error("cannot join the runs of hearing %s: no key is set", hearing_id)
+                    return None
+                source = unsealed / row.path.replace("/", "_")
+                try:
+                    await asyncio.to_thread(_unseal, sealed_path(root / row.path), source, key)
+                except StoredFileError:
+                    log.error("cannot join the runs of hearing %s: %s", hearing_id, row.path)
+                    return None
+            found = await probe(source)
+            if found is None or not found.kinds:
+                log.error("cannot join the runs of hearing %s: %s unreadable", hearing_id, source)
+                return None
+            inputs.append((source, found))
+        if not (out.exists() or await join_runs(out, inputs)):
+            return None
+    finally:
+        await asyncio.to_thread(shutil.rmtree, unsealed, True)
+    made = await probe(out)
+    if made is None:
+        return None
+    whole = _Candidate(
+        out, HEARING_FILE, "video/mp4", started_at=parts[0].started_at, duration_s=made.duration_s
+    )
+    await asyncio.to_thread(_fsync, out)
+    whole.sha256, whole.size = await asyncio.to_thread(sha256_of, out)
+    return whole
 
 
 # ---- checking and expiring -------------------------------------------------------------------------

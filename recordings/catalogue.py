@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cases.audit import AuditAction
 from cases.catalogue import N_
-from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE
+from recordings.models import COMPOSITE_FILE, HEARING_FILE, PARTICIPANT_FILE, TIMELINE_FILE
 
 RECORDING_AUDIT_LABELS: dict[str, str] = {
     AuditAction.RECORDING_ARCHIVED: N_("Recording archived"),
@@ -19,6 +19,7 @@ RECORDING_AUDIT_LABELS: dict[str, str] = {
 
 FILE_KINDS: dict[str, str] = {
     PARTICIPANT_FILE: N_("One participant"),
-    COMPOSITE_FILE: N_("Whole hearing"),
+    COMPOSITE_FILE: N_("Everyone: picture grid and mixed sound"),
+    HEARING_FILE: N_("Whole hearing, every recorded part joined"),
     TIMELINE_FILE: N_("Timeline"),
 }

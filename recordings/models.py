@@ -10,7 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from cases.models import Base, utcnow
 
 PARTICIPANT_FILE = "participant"  # one participant's audio and video, as received (no re-encoding)
-COMPOSITE_FILE = "composite"  # the playable grid of everyone with the mixed audio
+COMPOSITE_FILE = "composite"  # a recording run's playable grid of everyone, mixed audio
+HEARING_FILE = "hearing"  # a hearing recorded in several runs: the runs' composites joined
 TIMELINE_FILE = "timeline"  # joins, leaves and sub-room changes (JSON)
 
 

@@ -119,6 +119,7 @@ async def _signaling(app: web.Application) -> None:
         translate,
         connections=connections,
         start_recorder=app[RECORDERS].start,
+        hearing_ended=app[RECORDERS].hearing_ended,
     )
     signaling = app[SIGNALING]
     app[PRESENTATION] = Presentation(

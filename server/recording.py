@@ -4,7 +4,7 @@ The recorder (``signaling.recorder``) runs as a child process per recorded heari
 record``), so decoding-free but still busy media work never shares the event loop that relays
 the hearing. After it was dismissed it archives its files itself. At start-up the server
 finishes any archive a crash interrupted (``recordings.archive.archive_hearing`` is
-idempotent) and the retention job runs hourly.
+idempotent); every hour it archives what nothing else did and applies the retention period.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cases.uow import transaction
 from config import ENV_PREFIX, Settings
@@ -54,11 +55,34 @@ class RecorderProcesses:
     recording lock, or while one of ours was started so recently that it may not hold it yet.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
+        self.maker = maker
         self.running: dict[int, subprocess.Popen[bytes]] = {}  # the newest per hearing
         self.started_at: dict[int, float] = {}
         self.children: set[subprocess.Popen[bytes]] = set()
+        self.archiving: set[asyncio.Task[None]] = set()
+
+    def hearing_ended(self, hearing_id: int) -> None:
+        """Archive what is left of an ended hearing now (a hearing recorded in several runs
+        gets its one joined file), rather than at the next hourly sweep. A recorder still
+        running archives its own run first: both hold the hearing's archive lock in turn."""
+        if not archive.hearing_dir(self.settings.recordings_dir, hearing_id).is_dir():
+            return
+        task = asyncio.create_task(self._archive(hearing_id))
+        self.archiving.add(task)
+        task.add_done_callback(self.archiving.discard)
+
+    async def _archive(self, hearing_id: int) -> None:
+        key = archive.master_key(self.settings.recording_encryption_key)
+        try:
+            await archive.archive_hearing(
+                self.maker, self.settings.recordings_dir, hearing_id, key=key, wait_s=600
+            )
+        except archive.LockBusy:
+            log.warning("hearing %s: archive busy for 10 min; left to the hourly sweep", hearing_id)
+        except Exception:
+            log.exception("archiving ended hearing %s failed", hearing_id)
 
     def start(self, hearing_id: int, base_url: str) -> None:
         root = self.settings.recordings_dir
@@ -94,6 +118,8 @@ class RecorderProcesses:
         return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
 
     async def stop_all(self) -> None:
+        for task in list(self.archiving):
+            task.cancel()  # an interrupted archive is finished by the next start-up
         for process in list(self.children):
             if process.poll() is None:
                 process.terminate()  # the recorder closes its files and archives them
@@ -129,7 +155,7 @@ async def archive_jobs(app: web.Application) -> AsyncIterator[None]:
     unencrypted), then apply the retention period every hour."""
     # A malformed recording key stops the start here, not at the first archive or playback.
     archive.master_key(app[SETTINGS].recording_encryption_key)
-    app[RECORDERS] = RecorderProcesses(app[SETTINGS])
+    app[RECORDERS] = RecorderProcesses(app[SETTINGS], app[SESSIONMAKER])
     task = asyncio.create_task(_jobs(app))
     yield
     task.cancel()
@@ -143,22 +169,26 @@ async def _jobs(app: web.Application) -> None:
     maker = app[SESSIONMAKER]
     root = settings.recordings_dir
     key = archive.master_key(settings.recording_encryption_key)
-    try:
-        # Runs a crash interrupted (the recorder's or the server's) are finished runs now;
-        # a run a live recorder is writing is skipped by ``archive_hearing`` itself.
-        for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
-            try:
-                await archive.archive_hearing(maker, root, int(folder.name[1:]), key=key, wait_s=0)
-            except archive.LockBusy:
-                pass  # another process is archiving that hearing
-        while True:
+    while True:
+        try:
+            # At start-up: runs a crash interrupted (the recorder's or the server's) are
+            # finished runs now; a run a live recorder is writing is skipped by
+            # ``archive_hearing`` itself. Every hour after: what nothing else archived (a
+            # hearing ended after its recording had stopped), then retention.
+            for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
+                try:
+                    await archive.archive_hearing(
+                        maker, root, int(folder.name[1:]), key=key, wait_s=0
+                    )
+                except archive.LockBusy:
+                    pass  # another process is archiving that hearing
             async with transaction(maker) as session:
                 await archive.purge(session, root, settings.recording_retention_days)
-            await asyncio.sleep(RETENTION_EVERY_S)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("recording archive job failed")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recording archive job failed; trying again in an hour")
+        await asyncio.sleep(RETENTION_EVERY_S)
 
 
 def _hearing_folders(root: Path) -> list[Path]:

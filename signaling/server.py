@@ -57,6 +57,7 @@ Translate = Callable[[str, str, dict[str, Any]], str]
 IceServers = Callable[[int], list[dict[str, Any]]]
 # (hearing id, base URL of this server process) → the recorder process is started.
 StartRecorder = Callable[[int, str], None]
+HearingEnded = Callable[[int], None]
 
 
 @dataclass
@@ -77,6 +78,7 @@ class HearingSignaling:
         translate: Translate,
         connections: Connections | None = None,
         start_recorder: StartRecorder | None = None,
+        hearing_ended: HearingEnded | None = None,
     ) -> None:
         self.sio = sio
         self.maker = maker
@@ -85,6 +87,7 @@ class HearingSignaling:
         self.translate = translate
         self.connections: Connections = connections or LocalConnections()
         self.start_recorder = start_recorder
+        self.hearing_ended = hearing_ended
         self.snapshots: dict[int, CachedSnapshot] = {}
         self._epochs: dict[int, int] = defaultdict(int)
         self._rebuild_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -414,6 +417,8 @@ class HearingSignaling:
         await self._staff_action(state, act)
         for participant_id in everyone:
             await self._expel(participant_id, "hearing_ended")
+        if self.hearing_ended is not None:
+            self.hearing_ended(hearing_id)
 
     async def on_recording_start(
         self, sid: str, state: dict[str, Any], data: catalogue.Empty

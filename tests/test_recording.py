@@ -26,7 +26,13 @@ from cases.uow import transaction
 from config import Settings
 from evidence.storage import open_sealed
 from recordings import archive
-from recordings.models import COMPOSITE_FILE, PARTICIPANT_FILE, TIMELINE_FILE, RecordingFile
+from recordings.models import (
+    COMPOSITE_FILE,
+    HEARING_FILE,
+    PARTICIPANT_FILE,
+    TIMELINE_FILE,
+    RecordingFile,
+)
 from rooms import hearings
 from rooms.invitations import issue_invitation
 from server.recording import RECORDERS
@@ -369,6 +375,69 @@ async def test_a_crashed_recorder_is_replaced_and_both_runs_are_archived(
             assert row.duration_s is not None and row.duration_s >= 3, (row.path, row.duration_s)
         report = await archive.verify(session, root, hearing_id)
         assert report.ok and report.checked == 8
+        parts = sorted((r for r in rows if r.kind == COMPOSITE_FILE), key=lambda r: r.path)
+
+    # The mediator ends the hearing: no run can follow, so its one playable file is made, the
+    # two runs' composites one after the other.
+    await mediator.emit("end_hearing")
+    whole = None
+    for _ in range(600):
+        async with sessionmaker() as session:
+            whole = await session.scalar(
+                select(RecordingFile).where(
+                    RecordingFile.hearing_id == hearing_id, RecordingFile.kind == HEARING_FILE
+                )
+            )
+        if whole is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert whole is not None and whole.path == f"h{hearing_id}/hearing.mp4"
+    streams = _ffprobe(root / whole.path)
+    expected = sum(p.duration_s or 0 for p in parts)
+    assert set(streams) == {"audio", "video"}
+    assert all(abs(seconds - expected) < 1.0 for seconds in streams.values()), (streams, expected)
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root, hearing_id)
+        assert report.ok and report.checked == 9
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_a_hearing_recorded_in_two_runs_gets_one_joined_file_when_it_ends(
+    client: Any, sessionmaker: Any, encrypted: bool, tmp_path: Path
+) -> None:
+    """Recording stopped and started again: each run has its composite; once the hearing has
+    ended (and only then) one file joins them in order, sealed like the rest when a key is set.
+    A run recorded without any picture is black for its length, not dropped."""
+    hearing_id, _links = await recorded_hearing(client, sessionmaker)
+    root = client.app[SETTINGS].recordings_dir
+    key = _key(client)
+    mediator = min(p.id for p in await _participants(sessionmaker, hearing_id))
+    await _sample_file(archive.new_run(root, hearing_id) / f"p{mediator}-main-1.mkv", 3)
+    second = archive.new_run(root, hearing_id) / f"p{mediator}-main-1.mkv"
+    proc = await asyncio.create_subprocess_exec(
+        *["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=660:duration=2"],
+        *["-c:a", "libopus", str(second)],
+    )
+    assert await proc.wait() == 0
+    rows = await archive.archive_hearing(sessionmaker, root, hearing_id, key=key)
+    assert sorted(r.kind for r in rows).count(COMPOSITE_FILE) == 2
+    assert HEARING_FILE not in {r.kind for r in rows}  # the hearing goes on: more may come
+
+    async with transaction(sessionmaker) as session:
+        hearing = await hearings.get_hearing(session, hearing_id)
+        hearing.ended_at = dt.datetime.now(dt.UTC)
+    rows = await archive.archive_hearing(sessionmaker, root, hearing_id, key=key)
+    assert [r.kind for r in rows] == [HEARING_FILE]
+    whole = rows[0]
+    streams = _ffprobe(_plain(root, whole, key, tmp_path))
+    assert set(streams) == {"audio", "video"}
+    assert all(abs(seconds - 5.0) < 0.5 for seconds in streams.values()), streams
+    assert await archive.archive_hearing(sessionmaker, root, hearing_id, key=key) == []
+    assert len(_media_magic(client.app[SETTINGS].data_dir)) == (0 if encrypted else 5)
+    async with sessionmaker() as session:
+        report = await archive.verify(session, root, key=key)
+    assert report.ok and report.checked == 5
 
 
 # ---- the archive pages, retention and authorisation (a real file made by ffmpeg) ----------------
