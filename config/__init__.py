@@ -177,7 +177,14 @@ class Settings:
     judicial_reminder_days: int = _setting(
         7,
         "Days before the 30-day judicial confirmation deadline (People's Mediation Law Art. 33) "
-        "that parties and the mediator are reminded.",
+        "that the parties are reminded by text message (once per agreement; agents and the "
+        "mediator are not texted).",
+    )
+    judicial_reminder_interval_s: int = _setting(
+        3600,
+        "How often each server process sends the judicial confirmation reminders that are due, "
+        "in seconds (also once at start); 0 turns it off (then run `yuntiao esign remind` "
+        "from cron). Several processes remind each agreement once.",
     )
 
     @property

@@ -1,6 +1,8 @@
 """Judicial confirmation (司法确认, People's Mediation Law Art. 33): the parties apply jointly to
 a court within 30 days of the agreement taking effect. We generate the joint application form,
-export the package a court asks for, and remind everyone before the deadline.
+export the package a court asks for, and remind the parties (text message) before the deadline:
+the server does it by itself (``send_due_reminders`` every YUNTIAO_JUDICIAL_REMINDER_INTERVAL_S,
+``server.reminders``), and ``yuntiao esign remind`` does it once.
 
 The package (zip): the application, the signed agreement, the certificate of completion, the
 list of identity documents to attach (ID numbers masked), the evidence list with SHA-256 hashes,
@@ -21,14 +23,15 @@ from zoneinfo import ZoneInfo
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cases.actor import Actor
 from cases.audit import AuditAction, record, verify_chain
 from cases.catalogue import N_
 from cases.errors import Conflict
 from cases.models import AuditEntry, Case, Organisation, utcnow
-from cases.notifications import SMS, Notification, Sender, do_notify
+from cases.notifications import SMS, Notification, OutboxSender, Sender, do_notify
+from cases.uow import transaction
 from documents.pdf import PageMarks, render, styles
 from esign import signing
 from esign.agreements import current_version, signers_of
@@ -319,7 +322,8 @@ async def do_send_reminders(
         case = await session.get(Case, agreement.case_id)
         if case is None:
             continue
-        # Claim it first: two runs at once (cron on two servers) remind once.
+        # Claim it first: two runs at once (several server processes, or cron as well) remind
+        # once. Texts only go out in the transaction that made the claim.
         claimed = await session.execute(
             update(Agreement)
             .where(Agreement.id == agreement.id, Agreement.judicial_reminded_at.is_(None))
@@ -363,3 +367,25 @@ async def do_send_reminders(
         reminded.append(agreement.id)
     await session.flush()
     return reminded
+
+
+async def send_due_reminders(
+    maker: async_sessionmaker[AsyncSession],
+    days_before: int,
+    texts: Texts = untranslated,
+    *,
+    now: dt.datetime | None = None,
+    label: str = "reminders",
+) -> list[int]:
+    """One round of ``do_send_reminders`` in a transaction of its own, texts to the outbox: what
+    each server process runs every YUNTIAO_JUDICIAL_REMINDER_INTERVAL_S seconds and what
+    ``yuntiao esign remind`` runs once. Returns the ids of the agreements reminded."""
+    async with transaction(maker) as session:
+        return await do_send_reminders(
+            session,
+            Actor.system(label),
+            OutboxSender(session),
+            now or dt.datetime.now(dt.UTC),
+            days_before,
+            texts,
+        )

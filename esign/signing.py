@@ -35,6 +35,8 @@ from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner, Signer
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko.stamp import StaticStampStyle
 
+from esign import speedups
+
 ISSUE_FIELD = "issue"
 MAX_SIGNATURE_PNG_BYTES = 512 * 1024
 MAX_SIGNATURE_PIXELS = 2400 * 1200
@@ -140,6 +142,7 @@ def _off_loop(work: Callable[[], Coroutine[Any, Any, bytes]]) -> Awaitable[bytes
     """Run a pyHanko coroutine on its own event loop in a worker thread. Signing is ~0.1 s of
     CPU: in the server's loop it would stall every hearing's signaling for that long; in a
     thread the loop keeps getting the interpreter between the thread's slices."""
+    speedups.install()  # each signer re-reads the earlier signatures (their hex /Contents)
     return asyncio.to_thread(lambda: asyncio.run(work()))
 
 

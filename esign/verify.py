@@ -23,6 +23,7 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
 from cases.catalogue import N_
+from esign import speedups
 from esign.signing import ISSUE_FIELD
 
 MAX_PDF_BYTES = 20 * 1024 * 1024
@@ -87,6 +88,7 @@ async def verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentRep
 
 
 async def _verify_pdf(data: bytes, ca_cert: asn1_x509.Certificate) -> DocumentReport:
+    speedups.install()  # pyHanko's hex strings and X.509 name matching, ~2x faster
     sha256 = hashlib.sha256(data).hexdigest()
 
     def report(

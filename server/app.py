@@ -17,6 +17,7 @@ from server import api, db
 from server import notes as notes_wiring
 from server.middlewares import MIDDLEWARES
 from server.recording import RECORDERS, archive_jobs
+from server.reminders import judicial_reminders
 from signaling.connections import Connections, LocalConnections, RedisConnections
 from signaling.ice import ice_servers
 from signaling.presentation import Presentation
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     i18n.load()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(archive_jobs)
+    app.cleanup_ctx.append(judicial_reminders)
     app.on_startup.append(_signaling)
     app.on_cleanup.append(_close_signaling)
     # Several processes share hearings through Redis: emits reach sockets in every process.

@@ -259,22 +259,11 @@ def cmd_esign_verify(args: argparse.Namespace) -> int:
 
 
 async def _esign_remind(maker: Maker, days: int) -> list[int]:
-    import datetime as dt
-
-    from cases.notifications import OutboxSender
-    from esign.judicial import do_send_reminders
+    from esign.judicial import send_due_reminders
     from web.agreements import sms_texts
 
     texts = sms_texts(load_settings().default_locale)
-    async with transaction(maker) as session:
-        return await do_send_reminders(
-            session,
-            Actor.system("cli"),
-            OutboxSender(session),
-            dt.datetime.now(dt.UTC),
-            days,
-            texts,
-        )
+    return await send_due_reminders(maker, days, texts, label="cli")
 
 
 def cmd_esign_remind(args: argparse.Namespace) -> int:
@@ -429,9 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     sverify.set_defaults(func=cmd_esign_verify)
     remind = esignsub.add_parser(
         "remind",
-        help="send judicial confirmation reminders (run daily)",
+        help="send the judicial confirmation reminders that are due, once",
         description="Text the parties of agreements whose 30-day judicial confirmation "
-        "deadline is within YUNTIAO_JUDICIAL_REMINDER_DAYS, once per agreement.",
+        "deadline is within YUNTIAO_JUDICIAL_REMINDER_DAYS, once per agreement. The server "
+        "does this by itself every YUNTIAO_JUDICIAL_REMINDER_INTERVAL_S seconds.",
     )
     remind.set_defaults(func=cmd_esign_remind)
 
