@@ -91,12 +91,30 @@ def split_cjk(
     return lines
 
 
+_CHAR_WIDTHS: dict[tuple[str, float], dict[str, float]] = {}
+
+
+def char_widths(word: str, font_name: str, font_size: float) -> list[float]:
+    """reportlab's ``getCharWidths`` with each character's width remembered per font and size:
+    Chinese paragraphs are broken character by character, and reportlab measured each
+    character of each paragraph anew (a third of a three-page agreement's rendering)."""
+    known = _CHAR_WIDTHS.setdefault((font_name, font_size), {})
+    widths = []
+    for char in word:
+        width = known.get(char)
+        if width is None:
+            width = known[char] = pdfmetrics.stringWidth(char, font_name, font_size)
+        widths.append(width)
+    return widths
+
+
 @functools.cache
 def _install_line_breaking() -> None:
     missing = "".join(c for c in NO_LINE_START if c not in _rl_paragraph.ALL_CANNOT_START)
     # The multi-fragment path (inline markup) only knows "hang one character": extend its list.
     _rl_paragraph.ALL_CANNOT_START = _rl_paragraph.ALL_CANNOT_START + missing
     _rl_textsplit.dumbSplit = split_cjk
+    _rl_textsplit.getCharWidths = char_widths
 
 
 @functools.cache
@@ -109,6 +127,7 @@ def register_font(path: Path) -> str:
         )
     subfont = {"subfontIndex": 0} if path.suffix.lower() == ".ttc" else {}
     pdfmetrics.registerFont(TTFont(FONT_NAME, str(path), **subfont))
+    _CHAR_WIDTHS.clear()  # measured in the face registered before under the same name
     return FONT_NAME
 
 
@@ -211,6 +230,9 @@ class Rendered:
     boxes: dict[str, Box] = field(default_factory=dict)
 
 
+QR_FORM = "VerificationQR"
+
+
 def _qr_modules(url: str) -> list[tuple[float, float, float, float]]:
     """The dark modules of the QR code for ``url`` as rectangles in a ``QR_SIZE`` square,
     drawn straight onto the canvas (reportlab's drawing renderer would name an unembedded
@@ -254,6 +276,14 @@ def _framed_canvas(marks: PageMarks, boxes: dict[str, Box]) -> type[Canvas]:
 
         def save(self) -> None:
             total = len(self._pages)
+            if qr:
+                # Drawn once as a form and placed on every page: a few hundred rectangles
+                # written (and formatted) once per document instead of once per page.
+                self.beginForm(QR_FORM)
+                self.setFillColor(colors.black)
+                for x, y, w, h in qr:
+                    self.rect(x, y, w, h, stroke=0, fill=1)
+                self.endForm()
             for state in self._pages:
                 self.__dict__.update(state)
                 self._frame(total)
@@ -272,10 +302,8 @@ def _framed_canvas(marks: PageMarks, boxes: dict[str, Box]) -> type[Canvas]:
             if marks.header:
                 self.drawString(MARGIN, self._pagesize[1] - MARGIN + 6 * mm, marks.header)
             if qr:
-                self.setFillColor(colors.black)
-                x0, y0 = width - MARGIN - QR_SIZE, base - 2 * mm
-                for x, y, w, h in qr:
-                    self.rect(x0 + x, y0 + y, w, h, stroke=0, fill=1)
+                self.translate(width - MARGIN - QR_SIZE, base - 2 * mm)
+                self.doForm(QR_FORM)
             self.restoreState()
 
     return FramedCanvas

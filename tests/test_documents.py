@@ -11,7 +11,17 @@ import pytest
 from reportlab.platypus import Paragraph, Table
 
 from config import Settings
-from documents.pdf import NO_LINE_START, PageMarks, Slot, grid, render, split_cjk, styles
+from documents.pdf import (
+    NO_LINE_START,
+    PageMarks,
+    Slot,
+    char_widths,
+    grid,
+    register_font,
+    render,
+    split_cjk,
+    styles,
+)
 
 FONT = Settings().document_font_path
 CLOSING = "，；：！？》〉”’。、）"
@@ -118,3 +128,38 @@ def test_qr_modules_match_reportlabs_own_drawing(monkeypatch: pytest.MonkeyPatch
     n.addData(url)
     unit = QR_SIZE / (n.calculate_version() * 4 + 17)
     assert cells(ours, unit) == cells(theirs, unit) and ours
+
+
+def test_every_page_carries_a_readable_qr_code_of_the_verification_address(tmp_path: Path) -> None:
+    """Read back as a phone would: each page rasterised (pdftoppm) and scanned (zbarimg)."""
+    st = styles(FONT)
+    url = "https://mediation.example.org/agreements/verify?id=YT-A12-V3-0A1B2C3D"
+    result = render(
+        [Paragraph(f"第{i}条 双方确认本协议内容。", st.body) for i in range(120)],
+        PageMarks("AGR-TEST-0002", qr_url=url),
+        FONT,
+    )
+    assert result.pages >= 3
+    (tmp_path / "doc.pdf").write_bytes(result.data)
+    subprocess.run(
+        ["pdftoppm", "-r", "150", "-png", str(tmp_path / "doc.pdf"), str(tmp_path / "page")],
+        check=True,
+    )
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) == result.pages
+    for page in pages:
+        done = subprocess.run(
+            ["zbarimg", "--quiet", "--raw", str(page)], capture_output=True, text=True
+        )
+        assert done.stdout.split() == [url], (page.name, done.stdout, done.stderr)
+
+
+def test_remembered_character_widths_are_reportlabs_own() -> None:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    name = register_font(FONT)
+    text = "申请人宜昌某电池材料有限公司，¥120,000.00（壹拾贰万元整）😀 abc"
+    for size in (10.5, 12):
+        expected = [stringWidth(c, name, size) for c in text]
+        assert char_widths(text, name, size) == expected
+        assert char_widths(text, name, size) == expected  # from the cache the second time
