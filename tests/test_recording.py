@@ -715,6 +715,47 @@ async def test_sealed_recordings_without_the_key_or_changed_are_named_not_crashe
 
 
 @pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_the_archive_list_filters_by_organisation_case_mediator_and_day(
+    client: Any, sessionmaker: Any, demo_logins: dict[str, str]
+) -> None:
+    from cases.models import Case, User
+    from tests.helpers import login
+
+    rows, _original = await _archived_sample(client, sessionmaker)
+    async with sessionmaker() as session:
+        case = await session.get(Case, rows[0].case_id)
+        assert case is not None and case.mediator_id is not None
+        other_mediator = await session.scalar(
+            select(User.id).where(User.role == "mediator", User.id != case.mediator_id)
+        )
+    marker = f'data-recording="{rows[0].id}"'
+    today = dt.datetime.now(dt.UTC).date()
+
+    async def shown(**query: Any) -> bool:
+        resp = await client.get("/admin/recordings", params=query)
+        assert resp.status == 200
+        return marker in await resp.text()
+
+    await login(client, "sysadmin", demo_logins["sysadmin"])
+    page = await (await client.get("/admin/recordings")).text()
+    assert 'id="f-organisation"' in page and marker in page
+    assert await shown(organisation=case.organisation_id)
+    assert not await shown(organisation=case.organisation_id + 1000)
+    assert await shown(case=case.number[-6:]) and not await shown(case="不存在的案号")
+    assert await shown(mediator=case.mediator_id) and not await shown(mediator=other_mediator)
+    assert await shown(**{"from": today.isoformat(), "to": today.isoformat()})
+    assert not await shown(**{"from": (today + dt.timedelta(days=1)).isoformat()})
+    assert not await shown(to=(today - dt.timedelta(days=1)).isoformat())
+    assert await shown(**{"from": "not-a-date"})  # ignored, not an error
+
+    # An organisation's administrator sees only their own organisation: no choice offered.
+    client.session.cookie_jar.clear()
+    await login(client, "admin", demo_logins["admin"])
+    page = await (await client.get("/admin/recordings")).text()
+    assert 'id="f-organisation"' not in page and marker in page
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
 async def test_compose_runs_outside_the_database_transaction(
     client: Any, sessionmaker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

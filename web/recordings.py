@@ -2,8 +2,9 @@
 seeking works), download, legal hold, integrity check. Every access is audited; a party (who
 has no staff account) never reaches any of it.
 
-- ``GET  /admin/recordings`` — list; filters ``case`` (number or id), ``mediator``, ``from``,
-  ``to`` (dates); administrators see their organisation (the system administrator all), a
+- ``GET  /admin/recordings`` — list, 50 a page (``page``); filters ``organisation`` (the system
+  administrator's choice), ``case`` (number or id), ``mediator``, ``from``, ``to`` (the day it
+  was recorded); administrators see their organisation (the system administrator all), a
   mediator the hearings of their own cases.
 - ``GET  /admin/recordings/{id}/play`` — inline, ``Range`` supported; audited once per play.
 - ``GET  /admin/recordings/{id}/download`` — as an attachment; audited.
@@ -27,17 +28,18 @@ import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cases import access
 from cases.actor import Actor
 from cases.audit import AuditAction, record
 from cases.catalogue import N_
 from cases.errors import Forbidden, NotFound
-from cases.models import Case, Party, User, utcnow
+from cases.models import Case, Organisation, Party, User, utcnow
 from evidence.storage import StoredFileError
 from recordings import archive, sharing
 from recordings.catalogue import FILE_KINDS
@@ -55,7 +57,7 @@ from web.context import (
     template_context,
     transaction,
 )
-from web.pages import PAGE_SIZE, as_id, redirect, render
+from web.pages import PAGE_SIZE, as_id, redirect, render, visible_mediators
 
 log = logging.getLogger("yuntiao.recordings")
 
@@ -99,8 +101,13 @@ async def list_page(request: web.Request) -> web.StreamResponse:
     )
     query = _visible(query, user)
     filters = {
-        k: request.query.get(k, "").strip()[:100] for k in ("case", "mediator", "from", "to")
+        k: request.query.get(k, "").strip()[:100]
+        for k in ("organisation", "case", "mediator", "from", "to")
     }
+    page = as_id(request.query.get("page", "1")) or 1
+    can_filter_organisation = access.is_system_admin(user)
+    if can_filter_organisation and (organisation_id := as_id(filters["organisation"])):
+        query = query.where(Case.organisation_id == organisation_id)
     if filters["case"]:
         case_id = as_id(filters["case"])
         query = query.where(
@@ -108,27 +115,32 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         )
     if filters["mediator"] and (mediator_id := as_id(filters["mediator"])):
         query = query.where(Case.mediator_id == mediator_id)
+    # The day it was recorded (a timeline file has no start of its own: the day it was archived).
+    recorded = func.coalesce(RecordingFile.started_at, RecordingFile.created_at)
     start, end = _date(filters["from"]), _date(filters["to"])
     if start:
-        query = query.where(
-            RecordingFile.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC)
-        )
+        query = query.where(recorded >= dt.datetime.combine(start, dt.time(), dt.UTC))
     if end:
         query = query.where(
-            RecordingFile.created_at
-            < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+            recorded < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
         )
     async with transaction(request) as session:
+        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        page = min(page, pages)
         rows = (
             await session.execute(
-                query.order_by(RecordingFile.created_at.desc(), RecordingFile.id).limit(PAGE_SIZE)
+                query.order_by(RecordingFile.created_at.desc(), RecordingFile.id)
+                .offset((page - 1) * PAGE_SIZE)
+                .limit(PAGE_SIZE)
             )
         ).all()
-        mediators = (
-            await session.scalars(
-                select(User).where(User.role == "mediator").order_by(User.display_name)
-            )
-        ).all()
+        mediators = await visible_mediators(session, user)
+        organisations = (
+            (await session.scalars(select(Organisation).order_by(Organisation.name))).all()
+            if can_filter_organisation
+            else []
+        )
         shares = await sharing.active_shares(session, [f.id for f, _c, _h in rows])
         case_ids = {c.id for _f, c, _h in rows}
         parties: dict[int, list[Party]] = {}
@@ -139,6 +151,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         ).all():
             parties.setdefault(party.case_id, []).append(party)
     names = {p.id: p.name for group in parties.values() for p in group}
+    active_filters = {k: v for k, v in filters.items() if v}
+
+    def page_link(number: int) -> str:
+        return "/admin/recordings?" + urlencode({**active_filters, "page": number})
+
     return render(
         request,
         "admin_recordings.html",
@@ -158,11 +175,13 @@ async def list_page(request: web.Request) -> web.StreamResponse:
                 for f, c, h in rows
             ],
             "filters": filters,
-            "mediators": [
-                m
-                for m in mediators
-                if access.is_system_admin(user) or m.organisation_id == user.organisation_id
-            ],
+            "mediators": mediators,
+            "organisations": organisations,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "prev_link": page_link(page - 1) if page > 1 else None,
+            "next_link": page_link(page + 1) if page < pages else None,
             "kinds": FILE_KINDS,
             "can_hold": user.role in access.ADMIN_ROLES,
             "checked": request.query.get("checked", ""),
