@@ -49,6 +49,8 @@ log = logging.getLogger("yuntiao.signaling")
 
 # A safety net only: every change through any process already refreshes or drops the snapshot.
 SNAPSHOT_MAX_AGE_S = 60.0
+# How often the per-hearing caches are swept of hearings this process no longer serves.
+PRUNE_EVERY_S = 300.0
 BUSY = N_("The server is busy. Please try again in a moment.")
 FAILED = N_(
     "Something went wrong on the server. Please try again; if it happens again, reload the page."
@@ -93,6 +95,7 @@ class HearingSignaling:
         self._rebuild_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connections.listen(self._changed_elsewhere)
         self._signal_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._pruned_at = time.monotonic()
         sio.on("connect", namespace=NAMESPACE)(self.on_connect)
         sio.on("disconnect", namespace=NAMESPACE)(self.on_disconnect)
         for event in catalogue.CLIENT_EVENTS:
@@ -458,8 +461,31 @@ class HearingSignaling:
 
     # ---- views -------------------------------------------------------------------------------
 
+    def prune(self, force: bool = False) -> int:
+        """Forget the hearings whose snapshot has gone stale and that nobody is rebuilding (at
+        most every ``PRUNE_EVERY_S``): a long-running process sees thousands of hearings, each
+        of which left a lock, an epoch and a snapshot here. Safe at any moment: a rebuild
+        holds its hearing's lock, and a forgotten hearing starts again from a fresh read.
+        Returns how many hearings were forgotten."""
+        now = time.monotonic()
+        if not force and now - self._pruned_at < PRUNE_EVERY_S:
+            return 0
+        self._pruned_at = now
+        forgotten = 0
+        for hearing_id in set(self._rebuild_locks) | set(self._epochs) | set(self.snapshots):
+            lock = self._rebuild_locks.get(hearing_id)
+            cached = self.snapshots.get(hearing_id)
+            if (lock is not None and lock.locked()) or (cached is not None and _current(cached)):
+                continue
+            self._rebuild_locks.pop(hearing_id, None)
+            self._epochs.pop(hearing_id, None)
+            self.snapshots.pop(hearing_id, None)
+            forgotten += 1
+        return forgotten
+
     async def snapshot(self, hearing_id: int, fresh: bool = False) -> routing.Snapshot:
         """The hearing's routing snapshot: from memory unless ``fresh`` or stale."""
+        self.prune()
         cached = self.snapshots.get(hearing_id)
         if not fresh and cached is not None and _current(cached):
             return cached.snapshot

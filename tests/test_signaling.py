@@ -259,3 +259,35 @@ async def test_reconnect_keeps_admission_and_second_tab_takes_over(
         )
     finally:
         await _disconnect(client, mediator, applicant, again, third)
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_hearings_no_longer_served_are_forgotten_by_the_signaling_caches(
+    client: Any, hearing_links: dict[str, Any]
+) -> None:
+    """A long-running process keeps a lock, an epoch and a snapshot per hearing it has seen:
+    the sweep forgets those whose snapshot went stale, never one being rebuilt."""
+    import dataclasses as dc
+
+    from server.app import SIGNALING
+    from signaling.server import SNAPSHOT_MAX_AGE_S
+
+    signaling = client.app[SIGNALING]
+    hearing_id = hearing_links["hearing"]
+    first = await signaling.snapshot(hearing_id)
+    signaling._changed_elsewhere(hearing_id + 1000)  # another process's hearing: an epoch only
+    assert signaling.prune(force=True) == 1  # the other one; ours is current
+    assert hearing_id in signaling.snapshots and hearing_id + 1000 not in signaling._epochs
+
+    def age() -> None:
+        cached = signaling.snapshots[hearing_id]
+        signaling.snapshots[hearing_id] = dc.replace(cached, at=cached.at - SNAPSHOT_MAX_AGE_S - 1)
+
+    age()
+    async with signaling._rebuild_locks[hearing_id]:  # being rebuilt: kept
+        assert signaling.prune(force=True) == 0
+    assert signaling.prune(force=True) == 1
+    assert hearing_id not in signaling.snapshots
+    assert hearing_id not in signaling._rebuild_locks and hearing_id not in signaling._epochs
+    assert await signaling.snapshot(hearing_id) == first  # read again when needed
+    assert signaling.prune() == 0  # not due yet: at most every PRUNE_EVERY_S
