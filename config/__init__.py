@@ -183,7 +183,7 @@ class Settings:
     judicial_reminder_interval_s: int = _setting(
         3600,
         "How often each server process sends the judicial confirmation reminders that are due, "
-        "in seconds (also once at start); 0 turns it off (then run `yuntiao esign remind` "
+        "in seconds (the first time 30 s after start); 0 turns it off (then run `yuntiao esign remind` "
         "from cron). Several processes remind each agreement once.",
     )
 

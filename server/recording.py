@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cases.uow import transaction
 from config import ENV_PREFIX, Settings
 from recordings import archive
+from server.background import GRACE_S, Periodic
 from web.context import SESSIONMAKER, SETTINGS
 
 log = logging.getLogger("yuntiao.recording")
@@ -118,8 +119,15 @@ class RecorderProcesses:
         return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
 
     async def stop_all(self) -> None:
-        for task in list(self.archiving):
-            task.cancel()  # an interrupted archive is finished by the next start-up
+        if self.archiving:
+            # Let an archive in progress finish its database work; one still composing after
+            # the grace period is cancelled and finished by the next start-up.
+            _done, busy = await asyncio.wait(set(self.archiving), timeout=GRACE_S)
+            for task in busy:
+                task.cancel()
+            for task in busy:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for process in list(self.children):
             if process.poll() is None:
                 process.terminate()  # the recorder closes its files and archives them
@@ -152,43 +160,34 @@ RECORDERS = web.AppKey("recorders", RecorderProcesses)
 
 async def archive_jobs(app: web.Application) -> AsyncIterator[None]:
     """Finish interrupted archives once (and seal what a crash, or a key configured since, left
-    unencrypted), then apply the retention period every hour."""
+    unencrypted), then every hour archive what nothing else did and apply the retention
+    period."""
     # A malformed recording key stops the start here, not at the first archive or playback.
     archive.master_key(app[SETTINGS].recording_encryption_key)
     app[RECORDERS] = RecorderProcesses(app[SETTINGS], app[SESSIONMAKER])
-    task = asyncio.create_task(_jobs(app))
+    job = Periodic("recordings archive", lambda: _sweep(app), RETENTION_EVERY_S)
+    job.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await job.stop()
     await app[RECORDERS].stop_all()
 
 
-async def _jobs(app: web.Application) -> None:
+async def _sweep(app: web.Application) -> None:
+    """At start-up: runs a crash interrupted (the recorder's or the server's) are finished runs
+    now; a run a live recorder is writing is skipped by ``archive_hearing`` itself. Every hour
+    after: what nothing else archived (a hearing ended after its recording had stopped), then
+    retention."""
     settings = app[SETTINGS]
     maker = app[SESSIONMAKER]
     root = settings.recordings_dir
     key = archive.master_key(settings.recording_encryption_key)
-    while True:
+    for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
         try:
-            # At start-up: runs a crash interrupted (the recorder's or the server's) are
-            # finished runs now; a run a live recorder is writing is skipped by
-            # ``archive_hearing`` itself. Every hour after: what nothing else archived (a
-            # hearing ended after its recording had stopped), then retention.
-            for folder in sorted(await asyncio.to_thread(_hearing_folders, root)):
-                try:
-                    await archive.archive_hearing(
-                        maker, root, int(folder.name[1:]), key=key, wait_s=0
-                    )
-                except archive.LockBusy:
-                    pass  # another process is archiving that hearing
-            async with transaction(maker) as session:
-                await archive.purge(session, root, settings.recording_retention_days)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("recording archive job failed; trying again in an hour")
-        await asyncio.sleep(RETENTION_EVERY_S)
+            await archive.archive_hearing(maker, root, int(folder.name[1:]), key=key, wait_s=0)
+        except archive.LockBusy:
+            pass  # another process is archiving that hearing
+    async with transaction(maker) as session:
+        await archive.purge(session, root, settings.recording_retention_days)
 
 
 def _hearing_folders(root: Path) -> list[Path]:
