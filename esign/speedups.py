@@ -1,7 +1,7 @@
-"""Two narrow speed-ups for pyHanko's validation (and signing) of our agreements.
+"""Narrow speed-ups for pyHanko's validation (and signing) of our agreements.
 
 Why: validating a fully signed agreement (issue, two parties, mediator, seal) spent most of its
-time in two library hot spots, not in cryptography (profile: ``bench.agreement``'s validation
+time in a few library hot spots, not in cryptography (profile: ``bench.agreement``'s validation
 under ``cProfile``):
 
 1. **Hex strings read a byte at a time.** pyHanko's PDF reader reads a hex string ``<…>`` one
