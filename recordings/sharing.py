@@ -11,7 +11,7 @@ audited (``recording.shared``, ``recording.share_revoked``) in the same transact
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -155,15 +155,26 @@ async def do_revoke(
     return revoked
 
 
-async def shared_with(session: AsyncSession, party_id: int, case_id: int) -> list[RecordingFile]:
-    """The recordings of ``case_id`` currently shared with the party, newest first."""
+async def viewer_parties(session: AsyncSession, party_id: int) -> set[int]:
+    """The party rows whose shares a participant sees: their own, and for an agent (代理人)
+    also the party they represent — an agent acts for that party."""
+    party = await session.get(Party, party_id)
+    represented = party.represents_id if party is not None else None
+    return {party_id} | ({represented} if represented is not None else set())
+
+
+async def shared_with(
+    session: AsyncSession, party_ids: Collection[int], case_id: int
+) -> list[RecordingFile]:
+    """The recordings of ``case_id`` currently shared with any of ``party_ids`` (a party; an
+    agent and the party they represent), newest first."""
     return list(
         (
             await session.scalars(
                 select(RecordingFile)
                 .join(RecordingShare, RecordingShare.recording_id == RecordingFile.id)
                 .where(
-                    RecordingShare.party_id == party_id,
+                    RecordingShare.party_id.in_(party_ids),
                     RecordingShare.revoked_at.is_(None),
                     RecordingFile.case_id == case_id,
                     RecordingFile.deleted_at.is_(None),
@@ -176,9 +187,9 @@ async def shared_with(session: AsyncSession, party_id: int, case_id: int) -> lis
 
 
 async def shared_recording(
-    session: AsyncSession, party_id: int, case_id: int, recording_id: int | None
+    session: AsyncSession, party_ids: Collection[int], case_id: int, recording_id: int | None
 ) -> RecordingFile:
-    """The recording, if it is shared with this party now (404 when there is no such
+    """The recording, if it is shared now with any of ``party_ids`` (404 when there is no such
     recording or it was deleted; 403 when it is another case's or not shared with them)."""
     row = await session.get(RecordingFile, recording_id) if recording_id else None
     if row is None:
@@ -188,7 +199,7 @@ async def shared_recording(
     share = await session.scalar(
         select(RecordingShare.id).where(
             RecordingShare.recording_id == row.id,
-            RecordingShare.party_id == party_id,
+            RecordingShare.party_id.in_(party_ids),
             RecordingShare.revoked_at.is_(None),
         )
     )

@@ -846,6 +846,12 @@ async def test_a_recording_shared_with_one_party_reaches_only_that_party(
     resp = await client.get(f"/h/{applicant}{play}", headers={"Range": "bytes=1000-"})
     assert resp.status == 206 and await resp.read() == body[1000:]
 
+    # The applicant's agent (代理人) acts for the applicant: they see it too.
+    agent = links["赵律师"].token
+    assert "data-recordings-link" in await (await client.get(f"/h/{agent}")).text()
+    resp = await client.get(f"/h/{agent}{play}", headers={"Range": "bytes=0-99"})
+    assert resp.status == 206 and await resp.read() == body[:100]
+
     # The other side, a party of another case, a forged link: refused with a readable page.
     resp = await client.get(f"/h/{respondent}{play}")
     assert resp.status == 403 and "未向您共享" in await resp.text()
@@ -870,6 +876,7 @@ async def test_a_recording_shared_with_one_party_reaches_only_that_party(
     assert resp.status == 200 and "data-shared-party" not in await resp.text()
     client.session.cookie_jar.clear()
     assert (await client.get(f"/h/{applicant}{play}")).status == 403
+    assert (await client.get(f"/h/{agent}{play}")).status == 403
     listing = await (await client.get(f"/h/{applicant}/recordings")).text()
     assert f'data-recording="{composite.id}"' not in listing
 

@@ -311,7 +311,9 @@ async def prejoin(request: web.Request) -> web.StreamResponse:
             participant, hearing, case = await _open(session, request)
             values = _page_values(request, participant, hearing, case)
             shared = (
-                await sharing.shared_with(session, participant.party_id, case.id)
+                await sharing.shared_with(
+                    session, await sharing.viewer_parties(session, participant.party_id), case.id
+                )
                 if participant.party_id is not None
                 else []
             )

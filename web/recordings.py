@@ -388,8 +388,9 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 _NO_RECORDINGS = N_("Recordings are shared only with the parties of a case and their agents.")
 
 
-async def _party(session: Any, request: web.Request) -> tuple[int, Case, Actor]:
-    """The party behind the hearing link: (participant, case, audit actor). A bad link is an
+async def _party(session: Any, request: web.Request) -> tuple[set[int], Case, Actor]:
+    """The party behind the hearing link: (their party rows, case, audit actor) — an agent
+    also sees what is shared with the party they represent. A bad link is an
     ``InvitationError`` (a readable 403 page); observers, staff links and people denied or
     removed from the hearing have no recordings."""
     participant = await read_invitation(
@@ -406,7 +407,7 @@ async def _party(session: Any, request: web.Request) -> tuple[int, Case, Actor]:
     if case is None:  # pragma: no cover - foreign keys guarantee both
         raise NotFound(N_("There is no such recording."), code="recording_not_found")
     who = participant_actor(participant, client_ip(request), request.headers.get("User-Agent", ""))
-    return participant.party_id, case, who
+    return await sharing.viewer_parties(session, participant.party_id), case, who
 
 
 def _party_render(request: web.Request, values: dict[str, Any]) -> web.StreamResponse:
@@ -421,8 +422,8 @@ def _party_render(request: web.Request, values: dict[str, Any]) -> web.StreamRes
 
 async def party_list(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONMAKER]() as session:
-        party_id, case, _who = await _party(session, request)
-        rows = await sharing.shared_with(session, party_id, case.id)
+        party_ids, case, _who = await _party(session, request)
+        rows = await sharing.shared_with(session, party_ids, case.id)
         hearings = {
             h.id: h
             for h in (
@@ -444,9 +445,9 @@ async def party_list(request: web.Request) -> web.StreamResponse:
 
 async def _party_send(request: web.Request, *, attachment: bool) -> web.StreamResponse:
     async with transaction(request) as session:
-        party_id, case, who = await _party(session, request)
+        party_ids, case, who = await _party(session, request)
         row = await sharing.shared_recording(
-            session, party_id, case.id, as_id(request.match_info["id"])
+            session, party_ids, case.id, as_id(request.match_info["id"])
         )
         # Audited like staff access, with the party as the actor; once per play, not per seek.
         if not request.http_range.start:
