@@ -149,7 +149,8 @@ def _chunk_aad(header: bytes, index: int, final: bool) -> bytes:
     return header + struct.pack(">QB", index, 1 if final else 0)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (fsync of the directory itself)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -184,6 +185,12 @@ class _Keys:
     @property
     def stored_chunk(self) -> int:
         return self.chunk_size + TAG_SIZE
+
+    def seal_chunk(self, index: int, plain: bytes | memoryview, final: bool) -> bytes:
+        """Chunk ``index`` encrypted, bound to the header, its position and whether it is last."""
+        return self.chunks.encrypt(
+            _chunk_nonce(index), plain, _chunk_aad(self.header, index, final)
+        )
 
 
 def decode_master_key(master_key_b64: str) -> bytes:
@@ -226,10 +233,7 @@ def seal_file(
                 if observer is not None:
                     observer(current)
                 size += len(current)
-                sealed = keys.chunks.encrypt(
-                    _chunk_nonce(index), current, _chunk_aad(header, index, final)
-                )
-                _write_all(fd, sealed)
+                _write_all(fd, keys.seal_chunk(index, current, final))
                 if final:
                     break
                 current, index = following, index + 1
@@ -240,7 +244,7 @@ def seal_file(
         raise
     os.close(fd)
     os.replace(part, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     return size
 
 
@@ -313,7 +317,7 @@ class LocalEvidenceStore:
             header = MAGIC + struct.pack(">I", self.chunk_size) + os.urandom(NONCE_SIZE)
             _write_all(fd, header)
             os.fsync(fd)
-            _fsync_dir(self.pending)
+            fsync_dir(self.pending)
         except BaseException:
             os.close(fd)
             raise
@@ -348,7 +352,7 @@ class LocalEvidenceStore:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(self.pending)
+        fsync_dir(self.pending)
 
     async def pending_offset(self, blob_id: str) -> int:
         def offset() -> int:
@@ -460,10 +464,7 @@ class LocalBlobWriter:
             if self._observer is not None:
                 self._observer(plain)
             index = first + n
-            sealed = self._keys.chunks.encrypt(
-                _chunk_nonce(index), plain, _chunk_aad(self._keys.header, index, False)
-            )
-            _write_all(fd, sealed)
+            _write_all(fd, self._keys.seal_chunk(index, plain, False))
             self._observed = index + 1
 
     async def _settle(self) -> None:
@@ -514,18 +515,15 @@ class LocalBlobWriter:
         def finish() -> None:
             if self._observer is not None:
                 self._observer(last)
-            sealed = self._keys.chunks.encrypt(
-                _chunk_nonce(index), last, _chunk_aad(self._keys.header, index, True)
-            )
-            _write_all(fd, sealed)
+            _write_all(fd, self._keys.seal_chunk(index, last, True))
             os.fsync(fd)
             target = store.blob_path(blob_id)
             target.parent.mkdir(exist_ok=True)
             os.rename(store._part(blob_id), target)
-            _fsync_dir(target.parent)
-            _fsync_dir(store.blobs)
+            fsync_dir(target.parent)
+            fsync_dir(store.blobs)
             store._tail(blob_id).unlink(missing_ok=True)
-            _fsync_dir(store.pending)
+            fsync_dir(store.pending)
 
         await asyncio.to_thread(finish)
         self._chunks += 1

@@ -51,6 +51,7 @@ from evidence.storage import (
     DecryptingReader,
     StoredFileError,
     decode_master_key,
+    fsync_dir,
     open_sealed,
     seal_file,
 )
@@ -212,14 +213,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---- encryption at rest ---------------------------------------------------------------------------
 #
 # With a key configured, every archived file is sealed once its row is committed: ``<name>.enc``
@@ -352,7 +345,7 @@ def _seal_one(root: Path, relative: str, key: bytes) -> bool:
     if not keep:
         seal_file(plain, sealed, key)
     plain.unlink()
-    _fsync_dir(plain.parent)
+    fsync_dir(plain.parent)
     return True
 
 
