@@ -321,6 +321,19 @@ def open_stored(root: Path, relative: str, key: bytes | None) -> PlainReader | D
     return reader
 
 
+async def _plaintext(path: Path, scratch: Path, key: bytes | None) -> Path:
+    """``path`` while it is stored in plaintext, else a decrypted copy of its sealed file in
+    ``scratch`` (ffmpeg reads files). ``KeyMissing`` without a key; ``StoredFileError`` when
+    it does not decrypt."""
+    if await asyncio.to_thread(path.is_file):
+        return path
+    if key is None:
+        raise KeyMissing()
+    copy = scratch / f"{path.parent.name}-{path.name}"
+    await asyncio.to_thread(_unseal, sealed_path(path), copy, key)
+    return copy
+
+
 def _unseal(src: Path, dst: Path, key: bytes) -> None:
     dst.parent.mkdir(exist_ok=True)
     with open_sealed(src, key) as reader, dst.open("wb") as out:
@@ -469,12 +482,19 @@ async def compose(out: Path, inputs: list[tuple[Path, float, Probe]]) -> bool:
         )
         maps += ["-map", "[aout]"]
     args += ["-filter_complex", ";".join(filters), *maps]
-    if videos:
-        args += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-pix_fmt", "yuv420p"]
-    if audios:
+    return await _encode_mp4(out, args, video=bool(videos), audio=bool(audios))
+
+
+async def _encode_mp4(out: Path, args: list[str], *, video: bool, audio: bool) -> bool:
+    """Run ffmpeg (``args``: inputs, filters and maps) into ``out`` as H.264/AAC MP4, so every
+    browser plays it. Made under another name and renamed when complete: a crash mid-way never
+    leaves a truncated file under the archive's name (which the next archive run would trust).
+    False when ffmpeg failed."""
+    if video:
+        args = [*args, "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30"]
+        args += ["-pix_fmt", "yuv420p"]
+    if audio:
         args += ["-c:a", "aac", "-b:a", "64k"]
-    # Made under another name and renamed when complete: a crash mid-way never leaves a
-    # truncated file under the composite's name (which the next archive run would trust).
     part = out.with_name(f"{out.stem}.part{out.suffix}")
     args += ["-movflags", "+faststart", str(part)]
     proc = await asyncio.create_subprocess_exec(
@@ -482,7 +502,7 @@ async def compose(out: Path, inputs: list[tuple[Path, float, Probe]]) -> bool:
     )
     _out, err = await proc.communicate()
     if proc.returncode != 0:
-        log.error("composite of %s failed: %s", out.parent, err.decode(errors="replace")[-800:])
+        log.error("making %s failed: %s", out, err.decode(errors="replace")[-800:])
         await asyncio.to_thread(part.unlink, missing_ok=True)
         return False
     await asyncio.to_thread(os.replace, part, out)
@@ -605,20 +625,17 @@ async def _prepare_run(
             registered = known.get(str(path.relative_to(root)))
             if registered is not None and not need_composite:
                 continue
-            source = path
-            if not await asyncio.to_thread(path.is_file):
-                # Sealed, so registered already: only the composite needs it.
-                if key is None:
-                    log.error("cannot compose %s: its files are sealed and no key is set", folder)
-                    can_compose = False
-                    continue
-                source = unsealed / path.name
-                try:
-                    await asyncio.to_thread(_unseal, sealed_path(path), source, key)
-                except StoredFileError:
-                    log.error("cannot compose %s: %s does not decrypt", folder, path.name)
-                    can_compose = False
-                    continue
+            # A sealed file is registered already: only the composite needs it.
+            try:
+                source = await _plaintext(path, unsealed, key)
+            except KeyMissing:
+                log.error("cannot compose %s: its files are sealed and no key is set", folder)
+                can_compose = False
+                continue
+            except StoredFileError:
+                log.error("cannot compose %s: %s does not decrypt", folder, path.name)
+                can_compose = False
+                continue
             probed = await probe(source)
             if probed is None or not probed.kinds:
                 log.error("recording %s is unreadable; not archived", path)
@@ -724,23 +741,9 @@ async def join_runs(out: Path, inputs: list[tuple[Path, Probe]]) -> bool:
         + ("[aout]" if has_audio else "")
     )
     args += ["-filter_complex", ";".join(filters)]
-    if has_video:
-        args += ["-map", "[vout]", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30"]
-        args += ["-pix_fmt", "yuv420p"]
-    if has_audio:
-        args += ["-map", "[aout]", "-c:a", "aac", "-b:a", "64k"]
-    part = out.with_name(f"{out.stem}.part{out.suffix}")
-    args += ["-movflags", "+faststart", str(part)]
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _out, err = await proc.communicate()
-    if proc.returncode != 0:
-        log.error("joining the runs into %s failed: %s", out, err.decode(errors="replace")[-800:])
-        await asyncio.to_thread(part.unlink, missing_ok=True)
-        return False
-    await asyncio.to_thread(os.replace, part, out)
-    return True
+    args += ["-map", "[vout]"] if has_video else []
+    args += ["-map", "[aout]"] if has_audio else []
+    return await _encode_mp4(out, args, video=has_video, audio=has_audio)
 
 
 async def _prepare_whole(
@@ -773,17 +776,14 @@ async def _prepare_whole(
     try:
         inputs: list[tuple[Path, Probe]] = []
         for row in parts:
-            source = root / row.path
-            if not await asyncio.to_thread(source.is_file):
-                if key is None:
-                    log.error("cannot join the runs of hearing %s: no key is set", hearing_id)
-                    return None
-                source = unsealed / row.path.replace("/", "_")
-                try:
-                    await asyncio.to_thread(_unseal, sealed_path(root / row.path), source, key)
-                except StoredFileError:
-                    log.error("cannot join the runs of hearing %s: %s", hearing_id, row.path)
-                    return None
+            try:
+                source = await _plaintext(root / row.path, unsealed, key)
+            except KeyMissing:
+                log.error("cannot join the runs of hearing %s: no key is set", hearing_id)
+                return None
+            except StoredFileError:
+                log.error("cannot join the runs of hearing %s: %s", hearing_id, row.path)
+                return None
             found = await probe(source)
             if found is None or not found.kinds:
                 log.error("cannot join the runs of hearing %s: %s unreadable", hearing_id, source)
