@@ -61,6 +61,25 @@ def client_ip(request: web.Request) -> str:
     return (request.remote or "")[:64]
 
 
+def byte_range(request: web.Request, size: int) -> tuple[int, int, bool] | None:
+    """The byte range asked for in ``Range`` as ``(start, end, asked)`` (end exclusive;
+    ``asked`` False and the whole ``size`` bytes when there is none or it is malformed; the last
+    N for ``bytes=-N``); None when it cannot be served (answer 416)."""
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return 0, size, False
+    if wanted.start is None and wanted.stop is None:
+        return 0, size, False
+    first = wanted.start if wanted.start is not None else 0
+    if first < 0:  # "bytes=-N": the last N bytes
+        first = max(0, size + first)
+    last = size if wanted.stop is None else min(wanted.stop, size)
+    if first >= last:
+        return None
+    return first, last, True
+
+
 def is_secure(request: web.Request) -> bool:
     if (
         settings(request).trust_proxy_headers

@@ -63,6 +63,7 @@ from web.context import (
     SESSIONMAKER,
     SETTINGS,
     actor,
+    byte_range,
     client_ip,
     require_user,
     settings,
@@ -209,19 +210,11 @@ async def stream_item(
 ) -> web.StreamResponse:
     """The item's decrypted bytes (Range supported), or an error page/JSON when the stored copy
     is damaged. Authorisation and the ledger event are the caller's."""
-    start, end, status = 0, item.size, 200
-    try:
-        wanted = request.http_range
-    except ValueError:
-        wanted = slice(None, None)
-    if wanted.start is not None or wanted.stop is not None:
-        first = wanted.start if wanted.start is not None else 0
-        if first < 0:  # "bytes=-N": the last N bytes
-            first = max(0, item.size + first)
-        last = item.size if wanted.stop is None else min(wanted.stop, item.size)
-        if first >= last:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{item.size}"})
-        start, end, status = first, last, 206
+    wanted = byte_range(request, item.size)
+    if wanted is None:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{item.size}"})
+    start, end, asked = wanted
+    status = 206 if asked else 200
     kind = filetypes.FILE_TYPES.get(item.file_type)
     fallback = f"evidence-{item.number}.{item.file_type if kind else 'bin'}"
     disposition = "inline" if inline else "attachment"

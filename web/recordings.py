@@ -52,6 +52,7 @@ from web.context import (
     SESSIONMAKER,
     SETTINGS,
     actor,
+    byte_range,
     client_ip,
     require_user,
     template_context,
@@ -211,24 +212,6 @@ def _may_see(user: User, case: Case) -> bool:
     return case.mediator_id == user.id
 
 
-def _range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """The byte range asked for as ``(start, end)`` (end exclusive), the whole file when none;
-    None when it cannot be served (416)."""
-    try:
-        wanted = request.http_range
-    except ValueError:
-        return 0, size
-    if wanted.start is None and wanted.stop is None:
-        return 0, size
-    first = wanted.start if wanted.start is not None else 0
-    if first < 0:  # "bytes=-N": the last N bytes
-        first = max(0, size + first)
-    last = size if wanted.stop is None else min(wanted.stop, size)
-    if first >= last:
-        return None
-    return first, last
-
-
 async def stream_recording(
     request: web.Request, row: RecordingFile, *, attachment: bool
 ) -> web.StreamResponse:
@@ -248,10 +231,10 @@ async def stream_recording(
             code="recording_missing",
         ) from None
     try:
-        wanted = _range(request, reader.size)
+        wanted = byte_range(request, reader.size)
         if wanted is None:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{reader.size}"})
-        start, end = wanted
+        start, end, _asked = wanted
         partial = (start, end) != (0, reader.size)
         response = web.StreamResponse(
             status=206 if partial else 200,
