@@ -10,10 +10,12 @@ which renders ``error.html``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,48 @@ PAGE_SIZE = 50
 MAX_PARTY_ROWS = 50
 SHOWN_PARTY_ROWS = 4
 LOCALE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Where a list of ``PAGE_SIZE`` rows a page stands, and the links either side (None at
+    the ends). ``values()`` are the names the templates' ``pager`` macro is given."""
+
+    total: int
+    page: int
+    pages: int
+    prev_link: str | None
+    next_link: str | None
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * PAGE_SIZE
+
+    def values(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+async def paginate(
+    session: AsyncSession, query: Any, request: web.Request, base: str, filters: Mapping[str, str]
+) -> Paging:
+    """Count ``query``'s rows and place the page asked for (``?page=``, clamped to the last);
+    the links keep the non-empty ``filters``."""
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(as_id(request.query.get("page", "1")) or 1, pages)
+    kept = {k: v for k, v in filters.items() if v}
+
+    def link(number: int) -> str:
+        return f"{base}?{urlencode({**kept, 'page': number})}"
+
+    return Paging(
+        total,
+        page,
+        pages,
+        link(page - 1) if page > 1 else None,
+        link(page + 1) if page < pages else None,
+    )
+
 
 # Every action of the audit trail, as people read it in a case's history.
 AUDIT_LABELS: dict[str, str] = {
@@ -477,8 +521,6 @@ async def case_list(request: web.Request) -> web.StreamResponse:
         for key in ("status", "category", "channel", "mediator", "q")
     }
     filters["q"] = filters["q"][:100]
-    page_raw = request.query.get("page", "1")
-    page = as_id(page_raw) or 1
     query = access.visible_cases(select(Case), user)
     if filters["status"] in lifecycle.STATUS_LABELS:
         query = query.where(Case.status == filters["status"])
@@ -506,37 +548,26 @@ async def case_list(request: web.Request) -> web.StreamResponse:
             )
         )
     async with transaction(request) as session:
-        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        page = min(page, pages)
+        paging = await paginate(session, query, request, "/cases", filters)
         rows = (
             await session.scalars(
                 query.options(raiseload(Case.parties))
                 .order_by(Case.created_at.desc(), Case.id.desc())
-                .offset((page - 1) * PAGE_SIZE)
+                .offset(paging.offset)
                 .limit(PAGE_SIZE)
             )
         ).all()
         mediators = await visible_mediators(session, user) if can_filter_mediator else []
-    active_filters = {k: v for k, v in filters.items() if v}
-
-    def page_link(number: int) -> str:
-        return "/cases?" + urlencode({**active_filters, "page": number})
-
     return render(
         request,
         "cases_list.html",
         {
             "cases": rows,
             "filters": filters,
-            "total": total,
-            "page": page,
-            "pages": pages,
-            "prev_link": page_link(page - 1) if page > 1 else None,
-            "next_link": page_link(page + 1) if page < pages else None,
+            **paging.values(),
             "mediators": mediators,
             "can_filter_mediator": can_filter_mediator,
-            "filtered": bool(active_filters),
+            "filtered": any(filters.values()),
         },
     )
 
@@ -1842,17 +1873,14 @@ async def outbox_page(request: web.Request) -> web.StreamResponse:
     )
     if not access.is_system_admin(user):
         query = query.where(Case.organisation_id == user.organisation_id)
-    page = as_id(request.query.get("page", "1")) or 1
     async with transaction(request) as session:
-        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        page = min(page, pages)
+        paging = await paginate(session, query, request, "/admin/outbox", {})
         rows = [
             {"message": message, "case_id": case_id, "case_number": number}
             for message, case_id, number in (
                 await session.execute(
                     query.order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
-                    .offset((page - 1) * PAGE_SIZE)
+                    .offset(paging.offset)
                     .limit(PAGE_SIZE)
                 )
             ).all()
@@ -1860,13 +1888,5 @@ async def outbox_page(request: web.Request) -> web.StreamResponse:
     return render(
         request,
         "admin_outbox.html",
-        {
-            "rows": rows,
-            "total": total,
-            "page": page,
-            "pages": pages,
-            "prev_link": f"/admin/outbox?page={page - 1}" if page > 1 else None,
-            "next_link": f"/admin/outbox?page={page + 1}" if page < pages else None,
-            "request_path": "/admin/outbox",
-        },
+        {"rows": rows, **paging.values(), "request_path": "/admin/outbox"},
     )

@@ -28,7 +28,6 @@ import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -58,7 +57,7 @@ from web.context import (
     template_context,
     transaction,
 )
-from web.pages import PAGE_SIZE, as_id, redirect, render, visible_mediators
+from web.pages import PAGE_SIZE, as_id, paginate, redirect, render, visible_mediators
 
 log = logging.getLogger("yuntiao.recordings")
 
@@ -105,7 +104,6 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         k: request.query.get(k, "").strip()[:100]
         for k in ("organisation", "case", "mediator", "from", "to")
     }
-    page = as_id(request.query.get("page", "1")) or 1
     can_filter_organisation = access.is_system_admin(user)
     if can_filter_organisation and (organisation_id := as_id(filters["organisation"])):
         query = query.where(Case.organisation_id == organisation_id)
@@ -126,13 +124,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
             recorded < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
         )
     async with transaction(request) as session:
-        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-        pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-        page = min(page, pages)
+        paging = await paginate(session, query, request, "/admin/recordings", filters)
         rows = (
             await session.execute(
                 query.order_by(RecordingFile.created_at.desc(), RecordingFile.id)
-                .offset((page - 1) * PAGE_SIZE)
+                .offset(paging.offset)
                 .limit(PAGE_SIZE)
             )
         ).all()
@@ -152,11 +148,6 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         ).all():
             parties.setdefault(party.case_id, []).append(party)
     names = {p.id: p.name for group in parties.values() for p in group}
-    active_filters = {k: v for k, v in filters.items() if v}
-
-    def page_link(number: int) -> str:
-        return "/admin/recordings?" + urlencode({**active_filters, "page": number})
-
     return render(
         request,
         "admin_recordings.html",
@@ -178,11 +169,7 @@ async def list_page(request: web.Request) -> web.StreamResponse:
             "filters": filters,
             "mediators": mediators,
             "organisations": organisations,
-            "total": total,
-            "page": page,
-            "pages": pages,
-            "prev_link": page_link(page - 1) if page > 1 else None,
-            "next_link": page_link(page + 1) if page < pages else None,
+            **paging.values(),
             "kinds": FILE_KINDS,
             "can_hold": user.role in access.ADMIN_ROLES,
             "checked": request.query.get("checked", ""),
