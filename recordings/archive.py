@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cases.actor import Actor
 from cases.audit import AuditAction, record
 from cases.catalogue import N_
-from cases.errors import Conflict
+from cases.errors import Conflict, NotFound
 from cases.models import utcnow
 from cases.uow import transaction
 from evidence.storage import (
@@ -248,6 +248,15 @@ class Unreadable(Conflict):
                 "encrypted under another key. Tell the administrator to run "
                 "`yuntiao recordings verify`."
             )
+        )
+
+
+def check_not_deleted(row: RecordingFile) -> None:
+    """A file the retention job deleted is gone for everyone: a readable 404."""
+    if row.deleted_at is not None:
+        raise NotFound(
+            N_("This recording was deleted at the end of its retention period."),
+            code="recording_deleted",
         )
 
 

@@ -22,6 +22,7 @@ from cases.audit import AuditAction, record
 from cases.catalogue import N_
 from cases.errors import Forbidden, Invalid, NotFound
 from cases.models import Case, Party, User, utcnow
+from recordings import archive
 from recordings.models import RecordingFile, RecordingShare
 
 _NOT_SHARED = N_("This recording has not been shared with you.")
@@ -90,11 +91,7 @@ async def do_share(
     check_share(user, case)
     if row.case_id != case.id:  # pragma: no cover - the caller loads the case of the row
         raise Invalid(N_("Choose a party of this case."), code="party_not_in_case")
-    if row.deleted_at is not None:
-        raise NotFound(
-            N_("This recording was deleted at the end of its retention period."),
-            code="recording_deleted",
-        )
+    archive.check_not_deleted(row)
     existing = {s.party_id for s in (await active_shares(session, [row.id])).get(row.id, [])}
     added = []
     for party in await _parties(session, case, choice):
@@ -205,9 +202,5 @@ async def shared_recording(
     )
     if share is None:
         raise Forbidden(_NOT_SHARED, code="recording_not_shared")
-    if row.deleted_at is not None:
-        raise NotFound(
-            N_("This recording was deleted at the end of its retention period."),
-            code="recording_deleted",
-        )
+    archive.check_not_deleted(row)
     return row

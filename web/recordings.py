@@ -265,11 +265,7 @@ async def _send(request: web.Request, *, attachment: bool) -> web.StreamResponse
     user = require_user(request, VIEW_ROLES)
     async with transaction(request) as session:
         row, case = await _load(session, request, user)
-        if row.deleted_at is not None:
-            raise NotFound(
-                N_("This recording was deleted at the end of its retention period."),
-                code="recording_deleted",
-            )
+        archive.check_not_deleted(row)
         # One audit row per play or download, not per seek (a seek asks for a later range).
         if not request.http_range.start:
             await record(
