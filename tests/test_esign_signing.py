@@ -245,22 +245,15 @@ def test_pdfsig_does_not_trust_another_ca(signed: bytes, tmp_path: Path) -> None
         assert sig["Certificate Validation"] != "Certificate is Trusted.", sig
 
 
-async def test_changed_byte_detected(
-    signed: bytes, authority: pki.Authority, tmp_path: Path
-) -> None:
-    at = signed.index(b"ReportLab PDF Library")
-    tampered = signed[:at] + b"Q" + signed[at + 1 :]
-    assert len(tampered) == len(signed)
-    report = await verify.verify_pdf(tampered, authority.ca_cert_asn1)
-    assert not report.ok
-    assert not any(s.intact for s in report.signatures)
-    assert all(
-        s["Signature Validation"] != "Signature is Valid." for s in pdfsig(tampered, tmp_path)
-    )
+def changed_byte(pdf: bytes) -> bytes:
+    """One byte of the signed content changed (the producer string), same length."""
+    at = pdf.index(b"ReportLab PDF Library")
+    return pdf[:at] + b"Q" + pdf[at + 1 :]
 
 
-async def test_appended_page_detected(signed: bytes, authority: pki.Authority) -> None:
-    writer = IncrementalPdfFileWriter(io.BytesIO(signed))
+def appended_page(pdf: bytes) -> bytes:
+    """A blank page added by an incremental update after the signatures."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     page = generic.DictionaryObject(
         {
             generic.NameObject("/Type"): generic.NameObject("/Page"),
@@ -272,7 +265,24 @@ async def test_appended_page_detected(signed: bytes, authority: pki.Authority) -
     writer.insert_page(page)
     out = io.BytesIO()
     writer.write(out)
-    report = await verify.verify_pdf(out.getvalue(), authority.ca_cert_asn1)
+    return out.getvalue()
+
+
+async def test_changed_byte_detected(
+    signed: bytes, authority: pki.Authority, tmp_path: Path
+) -> None:
+    tampered = changed_byte(signed)
+    assert len(tampered) == len(signed)
+    report = await verify.verify_pdf(tampered, authority.ca_cert_asn1)
+    assert not report.ok
+    assert not any(s.intact for s in report.signatures)
+    assert all(
+        s["Signature Validation"] != "Signature is Valid." for s in pdfsig(tampered, tmp_path)
+    )
+
+
+async def test_appended_page_detected(signed: bytes, authority: pki.Authority) -> None:
+    report = await verify.verify_pdf(appended_page(signed), authority.ca_cert_asn1)
     assert not report.ok
     assert all(s.intact for s in report.signatures)  # the bytes signed are still there …
     assert not report.signatures[-1].covers_whole_file  # … but something came after them

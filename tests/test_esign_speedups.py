@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from config import Settings
 from esign import pki, speedups, verify
-from tests.test_esign_signing import sign_all
+from tests.test_esign_signing import appended_page, changed_byte, sign_all
 
 
 @pytest.fixture(autouse=True)
@@ -176,27 +175,6 @@ def fresh(name: asn1_x509.Name) -> asn1_x509.Name:
 
 
 # ---- real agreements ----------------------------------------------------------------------------
-
-
-def changed_byte(pdf: bytes) -> bytes:
-    at = pdf.index(b"ReportLab PDF Library")
-    return pdf[:at] + b"Q" + pdf[at + 1 :]
-
-
-def appended_page(pdf: bytes) -> bytes:
-    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    page = generic.DictionaryObject(
-        {
-            generic.NameObject("/Type"): generic.NameObject("/Page"),
-            generic.NameObject("/MediaBox"): generic.ArrayObject(
-                [generic.NumberObject(n) for n in (0, 0, 595, 842)]
-            ),
-        }
-    )
-    writer.insert_page(page)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def last_contents_padding(pdf: bytes) -> tuple[int, int]:
