@@ -34,6 +34,7 @@ from bench.common import (
     CpuWindow,
     MachineWindow,
     code_version,
+    cpu_reference_ms,
     percentile,
     python_info,
     result,
@@ -160,6 +161,7 @@ async def main(rounds: int, quiet_wait: float, with_speedups: bool) -> None:
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         busy_before = wait_quiet(quiet_wait)
+        reference_before = cpu_reference_ms()
         say(f"{rounds} rounds of a {pages}-page agreement")
         machine, own = MachineWindow(), CpuWindow(os.getpid())
         machine.start()
@@ -175,6 +177,7 @@ async def main(rounds: int, quiet_wait: float, with_speedups: bool) -> None:
         "speedups": speedups.install() if with_speedups else {},
         "other_cpu_pct": rounded(other, 1),
         "machine_busy_before_pct": rounded(busy_before, 1),
+        "cpu_reference_before_ms": reference_before,
     }
     for key, values in times.items():
         base = key.removesuffix("_ms")

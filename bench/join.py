@@ -41,6 +41,7 @@ from bench.common import (
     ServerEnv,
     boost_priority,
     code_version,
+    cpu_reference_ms,
     free_port,
     keep_logs,
     percentile,
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     hearings = prepare(env, 2 * per_scenario, parties=2, acknowledge=False, admitted=per_scenario)
     port = free_port()
     busy = wait_quiet(args.quiet_wait)
+    reference_before = cpu_reference_ms()
     proc = start_server(env, port, work / "server.log")
     say(f"server pid {proc.pid} on 127.0.0.1:{port}; {args.runs} runs per scenario (+1 warm-up)")
     t = time.monotonic()
@@ -317,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "browser_pages": 2,
         "network": "private namespace, loopback only",
         "machine_busy_before_pct": round(busy, 1),
+        "cpu_reference_before_ms": reference_before,
         "niceness": nice,
     }
     figures |= summary("mediator_join_to_first_frame", found["mediator"])

@@ -40,6 +40,7 @@ from bench.common import (
     ServerEnv,
     boost_priority,
     code_version,
+    cpu_reference_ms,
     free_port,
     percentile,
     pg_admin,
@@ -236,6 +237,7 @@ def main() -> None:
         hearing = prepare(env, 1, parties=parties)[0]
         asyncio.run(admit_all(env, hearing.hearing_id))
         busy = wait_quiet(args.quiet_wait)
+        reference_before = cpu_reference_ms()
         machine = MachineWindow()
         port = free_port()
         proc = start_server(env, port, OUT / "notes-server.log")
@@ -253,6 +255,7 @@ def main() -> None:
         )
         figures["machine_busy_pct"] = rounded(machine.percent(), 1)
         figures["machine_busy_before_pct"] = rounded(busy, 1)
+        figures["cpu_reference_before_ms"] = reference_before
         say(
             f"edit → viewer p50 {figures['edit_to_viewer_p50_ms']} ms, "
             f"p99 {figures['edit_to_viewer_p99_ms']} ms; server CPU {figures['server_cpu_pct']}%"

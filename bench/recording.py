@@ -43,6 +43,7 @@ from bench.common import (
     ServerEnv,
     boost_priority,
     code_version,
+    cpu_reference_ms,
     cpu_seconds,
     free_port,
     keep_logs,
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     busy = wait_quiet(args.quiet_wait)
     figures["machine_busy_before_pct"] = rounded(busy, 1)
+    figures["cpu_reference_before_ms"] = cpu_reference_ms()
     proc = start_server(env, port, work / "server.log")
     try:
         for hearing, streams in zip(hearings, scales, strict=True):
