@@ -146,6 +146,20 @@ async def test_two_browsers_type_at_once_and_converge(
         await _until_same([mediator, party], key)
         assert "伪造" not in await party.inner_text(f'[data-record-doc="{key}"] .record-view')
 
+        # The editor's preview shows the marks formatted, as the party reads them, and hides
+        # again.
+        preview = f'[data-record-doc="{key}"] .record-preview-toggle'
+        view = f'[data-record-doc="{key}"] .record-view'
+        assert not await mediator.is_visible(view)
+        await mediator.click(preview)
+        assert await mediator.get_attribute(preview, "aria-pressed") == "true"
+        assert await mediator.locator(f"{view} strong").inner_text() == "调解员："
+        assert await mediator.inner_text(view) == await party.inner_text(view)
+        await mediator.screenshot(path=str(ARTIFACTS / "notes-record-preview.png"), full_page=True)
+        await mediator.click(preview)
+        assert not await mediator.is_visible(view)
+        assert await mediator.is_visible(editor)
+
         await mediator.screenshot(path=str(ARTIFACTS / "notes-record-editor.png"), full_page=True)
         await party.screenshot(path=str(ARTIFACTS / "notes-record-party.png"), full_page=True)
 

@@ -353,6 +353,16 @@ function mount(connection, root) {
   });
 
   if (toolbar) {
+    // Editors write markdown-style marks; the preview shows below the text what readers see,
+    // kept up to date like theirs.
+    const preview = toolbar.querySelector(".record-preview-toggle");
+    preview?.addEventListener("click", () => {
+      const showing = preview.getAttribute("aria-pressed") !== "true";
+      preview.setAttribute("aria-pressed", String(showing));
+      view.hidden = !showing;
+      root.classList.toggle("record-previewing", showing);
+      if (showing) draw();
+    });
     toolbar.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-format]");
       if (!button || !binding) return;
