@@ -39,9 +39,11 @@ from rooms.models import Hearing
 log = logging.getLogger("yuntiao.notes")
 
 Authorise = Callable[[AsyncSession], Awaitable[Principal]]
-# Told of every accepted update (by this process): key, seq, update, and who sent it (a socket
-# id, or None). The transport passes it to the other readers of the document.
-Listener = Callable[[str, int, bytes, str | None], Awaitable[None]]
+# Told of every accepted update (by this process), in order, once per commit: the document's key
+# and, for each update stored in that commit, (seq, update, who sent it: a socket id, or None).
+# The transport passes them to the other readers of the document.
+Stored = tuple[int, bytes, str | None]
+Listener = Callable[[str, list[Stored]], Awaitable[None]]
 # Told when a document stops taking edits (frozen): key.
 FreezeListener = Callable[[str], Awaitable[None]]
 # Makes the record's PDF: (text, case, hearing, frozen at, frozen by) → bytes.
@@ -239,9 +241,17 @@ class NoteHub:
                     session, document.id, [(p.update, who.actor) for p, who in allowed]
                 )
             live = await self.live(document)
+            stored = [
+                (seq, pending.update, pending.origin)
+                for (pending, _who), seq in zip(allowed, seqs, strict=True)
+            ]
+            for seq, update, _origin in stored:
+                await self._apply(live, seq, update)
+            # One telling per commit: under load the transport sends a group commit's updates
+            # to each reader as one message instead of one each.
+            if stored:
+                await self._tell(key, stored)
             for (pending, _who), seq in zip(allowed, seqs, strict=True):
-                await self._apply(live, seq, pending.update)
-                await self._tell(key, seq, pending.update, pending.origin)
                 pending.done.set_result(Accepted(key, seq, document))
         except BaseException as exc:
             for pending in batch:
@@ -276,7 +286,7 @@ class NoteHub:
                 details={"to_version": to_seq, "new_version": seq, "kind": document.kind},
             )
         await self._apply(await self.live(document), seq, edit)
-        await self._tell(key, seq, edit, None)
+        await self._tell(key, [(seq, edit, None)])
         return Accepted(key, seq, document)
 
     async def freeze(
@@ -320,9 +330,9 @@ class NoteHub:
             await self._catch_up(live)
             return text_of_update(live.doc.get_update()), live.seq
 
-    async def _tell(self, key: str, seq: int, update: bytes, origin: str | None) -> None:
+    async def _tell(self, key: str, stored: list[Stored]) -> None:
         for listener in self.listeners:
-            await listener(key, seq, update, origin)
+            await listener(key, stored)
 
 
 def check_update(update: bytes) -> None:

@@ -15,7 +15,10 @@ document (``record:<hearing>``, ``shared:<case>``, ``private:<case>``):
 - ``aw`` ``{doc, m}``: a y-protocols awareness update (who is writing), from writers only,
   relayed to the room and never stored.
 
-Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates), ``aw`` ``{doc, m}``, ``frozen``
+Server → client: ``y`` ``{doc, m}`` (step 1, step 2, updates; an update also carries ``seq``, the
+number of the last stored update it holds, and ``first`` when it holds several: the edits stored
+in one commit reach each socket merged into one message, without the socket's own),
+``aw`` ``{doc, m}``, ``frozen``
 ``{doc}`` (the record takes no more edits; open it again) and ``error`` ``{code, message, event,
 doc}``. Access is checked again on every message: a revoked link or ended session stops at once.
 """
@@ -28,7 +31,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import socketio
-from pycrdt import Decoder, write_var_uint
+from pycrdt import Decoder, merge_updates, write_var_uint
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cases import accounts
@@ -38,7 +41,7 @@ from cases.models import utcnow
 from cases.uow import transaction
 from notes import access, store
 from notes.access import Principal
-from notes.live import Authorise, NoteHub
+from notes.live import Authorise, NoteHub, Stored
 
 log = logging.getLogger("yuntiao.notes")
 
@@ -272,11 +275,24 @@ class NotesSignaling:
     async def _frozen(self, key: str) -> None:
         await self.sio.emit("frozen", {"doc": key}, room=_room(key), namespace=NAMESPACE)
 
-    async def _relay(self, key: str, seq: int, update: bytes, origin: str | None) -> None:
-        await self.sio.emit(
-            "y",
-            {"doc": key, "m": sync_message(SYNC_UPDATE, update), "seq": seq},
-            room=_room(key),
-            skip_sid=origin,
-            namespace=NAMESPACE,
-        )
+    async def _relay(self, key: str, stored: list[Stored]) -> None:
+        """Pass the updates of one commit to the document's sockets, one message to each: the
+        room gets them all merged (a Yjs update is a set of changes; merging keeps every one),
+        except the senders, who each get the others' updates."""
+        first, last = stored[0][0], stored[-1][0]
+        origins = list(dict.fromkeys(origin for _, _, origin in stored if origin))
+        everything = [update for _, update, _ in stored]
+        await self._send_update(key, everything, first, last, room=_room(key), skip_sid=origins)
+        for origin in origins:
+            others = [update for _, update, sender in stored if sender != origin]
+            if others:
+                await self._send_update(key, others, first, last, to=origin)
+
+    async def _send_update(
+        self, key: str, updates: list[bytes], first: int, last: int, **where: Any
+    ) -> None:
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        payload: dict[str, Any] = {"doc": key, "m": sync_message(SYNC_UPDATE, update), "seq": last}
+        if first != last:
+            payload["first"] = first
+        await self.sio.emit("y", payload, namespace=NAMESPACE, **where)

@@ -69,7 +69,11 @@ class NotesClient:
         else:
             doc.apply_update(payload)
             if kind == SYNC_UPDATE and "seq" in data:
-                self.arrivals[(str(key), int(data["seq"]))] = time.perf_counter()
+                arrived = time.perf_counter()
+                # One message may carry the updates first…seq of one commit, merged.
+                last = int(data["seq"])
+                for seq in range(int(data.get("first", last)), last + 1):
+                    self.arrivals.setdefault((str(key), seq), arrived)
 
     async def open(self, key: str) -> dict[str, Any]:
         ack = await self.sio.call("open", {"doc": key}, namespace=NAMESPACE, timeout=10)

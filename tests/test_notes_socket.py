@@ -8,10 +8,15 @@ from typing import Any
 
 import pytest
 import socketio
+from pycrdt import Text
 from sqlalchemy import func, select
 
+from cases.models import utcnow
+from notes import access
+from notes.catalogue import TEXT_NAME
 from notes.models import NoteUpdate
-from notes.store import get_document
+from notes.store import doc_from, get_document
+from signaling.notes import NAMESPACE, read_sync_message
 from tests.notes_client import NotesClient
 from tests.notes_fixtures import APPLICANT, CLERK, MEDIATOR, RESPONDENT, WAITING, make_hearing
 from web.context import SETTINGS
@@ -87,6 +92,64 @@ async def test_two_editors_converge_with_chinese_emoji_and_deletions(
         count = await session.scalar(select(func.count()).select_from(NoteUpdate))
     assert (await hub.current_text(document))[0] == final
     assert count == 3
+
+
+async def test_edits_stored_in_one_commit_reach_each_socket_as_one_message(
+    client: Any, links: dict[str, Any], clients: Any
+) -> None:
+    """Under load several edits share a commit; each reader then gets one message holding them
+    all, and each sender the others' edits without its own."""
+    key = f"record:{links['hearing']}"
+    mediator = await clients("mediator", links[MEDIATOR][1])
+    clerk = await clients("clerk", links[CLERK][1])
+    party = await clients("party", links[APPLICANT][1])
+    for c in (mediator, clerk, party):
+        assert (await c.open(key))["ok"]
+    await mediator.edit(key, lambda t: t.insert(0, "笔录："))
+    for c in (clerk, party):
+        await c.until(lambda c=c: str(c.text(key)) == "笔录：")
+    base = mediator.docs[key].get_update()
+    seen = {c.name: len(c.events("y")) for c in (mediator, clerk, party)}
+
+    def typed(c: NotesClient, change: Any) -> bytes:
+        before = c.docs[key].get_state()
+        change(c.text(key))
+        return c.docs[key].get_update(before)
+
+    mediator_first = typed(mediator, lambda t: t.insert(len(str(t).encode()), "甲方😀"))
+    clerk_edit = typed(clerk, lambda t: t.insert(0, "乙方"))
+    mediator_second = typed(mediator, lambda t: t.insert(len(str(t).encode()), "丙方"))
+    secret = client.app[SETTINGS].secret_key
+
+    def by(token: str) -> Any:
+        return lambda session: access.by_link(session, secret, token, utcnow())
+
+    hub = client.app[NOTES_HUB]
+    # Queued together before the first commit starts, so one commit stores all three.
+    accepted = await asyncio.gather(
+        hub.accept(key, mediator_first, by(links[MEDIATOR][1]), mediator.sio.get_sid(NAMESPACE)),
+        hub.accept(key, clerk_edit, by(links[CLERK][1]), clerk.sio.get_sid(NAMESPACE)),
+        hub.accept(key, mediator_second, by(links[MEDIATOR][1]), mediator.sio.get_sid(NAMESPACE)),
+    )
+    assert [a.seq for a in accepted] == [2, 3, 4]
+    expected = "乙方笔录：甲方😀丙方"
+    for c in (mediator, clerk, party):
+        await c.until(lambda c=c: str(c.text(key)) == expected)
+    await asyncio.sleep(0.2)
+
+    def only_update(c: NotesClient) -> tuple[dict[str, Any], str]:
+        new = c.events("y")[seen[c.name] :]
+        assert len(new) == 1, (c.name, new)
+        doc = doc_from(base)
+        doc.apply_update(read_sync_message(new[0]["m"])[1])
+        return new[0], str(doc.get(TEXT_NAME, type=Text))
+
+    message, text = only_update(party)
+    assert (message["first"], message["seq"]) == (2, 4) and text == expected
+    message, text = only_update(clerk)  # the mediator's two edits, not its own
+    assert text == "笔录：甲方😀丙方"
+    message, text = only_update(mediator)  # the clerk's edit only
+    assert text == "乙方笔录："
 
 
 async def test_party_edit_is_rejected_on_the_wire(links: dict[str, Any], clients: Any) -> None:
