@@ -137,9 +137,12 @@ async def run(
                     t.insert(offset, phrase)
 
             started = time.perf_counter()
+            # Only edits sent inside the window count: one sent just before it may reach the
+            # viewers before their arrivals are cleared, and would look lost.
+            counted = measuring.is_set()
             ack = await client.edit(key, change)
             if ack.get("ok") and "seq" in ack:
-                if measuring.is_set():
+                if counted:
                     sent[int(ack["seq"])] = started
                     acks.append(time.perf_counter() - started)
             elif not ack.get("ok"):
