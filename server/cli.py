@@ -36,8 +36,9 @@ T = TypeVar("T")
 Maker = async_sessionmaker[AsyncSession]
 DEMO_FILE = "demo-accounts.txt"
 # Young-generation collections cost about the live young objects (a PDF being signed or checked
-# holds some 20,000); on this VM they took 5–40 ms each, landing in 1 request of 3. 100,000 makes
-# them 5× rarer for about 7 MB more memory at 1,000 participants (bench/README.md).
+# holds some 20,000); on this VM they took 3–43 ms each, one every second agreement (render, five
+# signatures, validation). 100,000 makes them 5× rarer for about 7 MB more memory at 1,000
+# participants (bench/README.md).
 GC_GEN0_THRESHOLD = 100_000  # default 700
 # How long a new recorder waits for its predecessor to close its files (seconds).
 RECORDER_LOCK_WAIT_S = 30.0
