@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from cases.models import User
 from cases.notifications import OutboxMessage
+from cases.uow import transaction
 from esign.models import Agreement, AgreementSigner
 from esign.verify import verify_pdf
 from tests.helpers import api_headers
@@ -744,7 +745,7 @@ async def test_an_agent_signs_for_their_party(
     from cases.models import Party
 
     case_id = await new_case(client, sessionmaker, staff)
-    async with sessionmaker() as session:
+    async with transaction(sessionmaker) as session:  # read, then write: as the server writes
         applicant = await session.scalar(
             select(Party).where(Party.case_id == case_id, Party.role == "applicant")
         )
@@ -756,7 +757,6 @@ async def test_an_agent_signs_for_their_party(
         )
         assert applicant and respondent and agent
         await session.execute(update(Party).where(Party.id == agent.id).values(phone="13900000009"))
-        await session.commit()
     resp = await client.post(
         f"/api/v1/cases/{case_id}/agreements", json={"terms": TERMS}, headers=staff["mediator"]
     )

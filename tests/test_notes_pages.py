@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cases.models import User
+from cases.uow import transaction
 from notes import access, store
 from tests.helpers import login
 from tests.notes_fixtures import APPLICANT, MEDIATOR, make_hearing
@@ -21,10 +22,11 @@ from web.notes import NOTES_HUB
 async def _write(client: Any, sessionmaker: Any, key: str, username: str, text: str) -> None:
     """An edit through the hub as ``username`` (what the socket does for a browser)."""
     hub = client.app[NOTES_HUB]
-    async with sessionmaker() as session:
+    # A write (the document is created on first use): in the unit of work, as the server writes,
+    # not in a plain session whose read-then-write SQLite refuses while a background job writes.
+    async with transaction(sessionmaker) as session:
         user_id = await session.scalar(select(User.id).where(User.username == username))
         document, _ = await store.open_document(session, key)
-        await session.commit()
     current, _seq = await hub.current_text(document)
     async with sessionmaker() as session:
         state, _ = await store.load_state(session, document.id)
