@@ -69,6 +69,7 @@ const state = {
   hand: false,
   level: 0,
   lastSentLevel: -1,
+  heldLevel: 0, // set through window.yuntiao.reportLevel (tests, support)
   levels: new Map(), // id → {level, at}: for the active-speaker highlight
   reported: new Map(), // id → {rtt_ms, loss}: what each participant says of their connection
   measured: new Map(), // id → {rttMs, loss}: my connection to each peer
@@ -105,9 +106,12 @@ const mesh = new Mesh({
 window.yuntiao = {
   peers: mesh.pcs,
   levels: state.levels, // id → {level, at}: the active-speaker inputs
-  // Report a speaking level as if measured (tests: fake microphones' beeps are too faint and
-  // irregular to rely on). The server relays it like any other, to those who see this page.
-  reportLevel: (level) => socket.emit("speaking", { level }),
+  // Report a speaking level as if measured, until another is reported (tests: fake microphones'
+  // beeps are too faint and irregular to rely on). It goes out through the same 500 ms report
+  // as a measured one; sent once on its own, the next measurement replaced it at once.
+  reportLevel: (level) => {
+    state.heldLevel = level;
+  },
   state: null,
   firstRemoteFrameMs: null,
   socketConnectedMs: null,
@@ -842,7 +846,7 @@ function every(ms, fn) {
 every(500, () => {
   const id = myId();
   if (id === null) return;
-  const level = Math.round(state.level * 10) / 10;
+  const level = Math.round(Math.max(state.level, state.heldLevel) * 10) / 10;
   state.level = 0;
   state.levels.set(id, { level, at: performance.now() });
   if (state.admitted && socket.connected && level !== state.lastSentLevel) {
