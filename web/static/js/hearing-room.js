@@ -108,7 +108,8 @@ window.yuntiao = {
   levels: state.levels, // id → {level, at}: the active-speaker inputs
   // Report a speaking level as if measured, until another is reported (tests: fake microphones'
   // beeps are too faint and irregular to rely on). It goes out through the same 500 ms report
-  // as a measured one; sent once on its own, the next measurement replaced it at once.
+  // as a measured one: sent on its own, the next measurement could replace it on the other
+  // pages before they showed it.
   reportLevel: (level) => {
     state.heldLevel = level;
   },

@@ -324,6 +324,7 @@ function mount(connection, root) {
       area.hidden = true;
       if (toolbar) toolbar.hidden = true;
       view.hidden = false;
+      root.classList.remove("record-previewing"); // frozen while previewing: the plain view
       say(event.detail.frozen ? "frozen" : "read_only");
     }
   });
